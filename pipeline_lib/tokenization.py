@@ -1,0 +1,123 @@
+"""Step 2, tokenize: the model's fast tokenizer over each split, cached by content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline_lib.config import PipelineConfig
+from pipeline_lib.layout import SPLITS, RunDir, read_json, write_json
+from pipeline_lib.modeling import load_tokenizer, resolve_model_source
+
+TOKENIZE_VERSION = "1"  # bump when the encoding below changes, to invalidate caches
+
+
+@dataclass
+class TokenizeResult:
+    cache_key: str
+    cache_hit: bool
+    rows: dict[str, int]
+    tokens: dict[str, int]
+    at_max_length: dict[str, int]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def split_content_hash(frame: pd.DataFrame) -> str:
+    """Hash of a split's text and labels (independent of Parquet metadata)."""
+    payload = frame[["text", "label"]].to_json(orient="values", force_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """Hash of the fast tokenizer's full definition (vocab, normaliser, pre-tokeniser, specials)."""
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode("utf-8")).hexdigest()
+
+
+def tokenize_cache_key(cfg: PipelineConfig, split_hashes: dict[str, str], tokenizer: Any) -> str:
+    parts = [
+        TOKENIZE_VERSION,
+        cfg.task,
+        str(cfg.model.max_length),
+        ",".join(cfg.data.labels),
+        tokenizer_fingerprint(tokenizer),
+        *(f"{split}={split_hashes[split]}" for split in SPLITS),
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def encode_split(frame: pd.DataFrame, tokenizer: Any, cfg: PipelineConfig) -> Any:
+    """A `datasets.Dataset` of input ids, attention masks, lengths and label ids (no padding: the
+    collator pads each batch to its longest)."""
+    from datasets import Dataset
+
+    label_ids = {label: i for i, label in enumerate(cfg.data.labels)}
+    encoded = tokenizer(list(frame["text"]), truncation=True, max_length=cfg.model.max_length)
+    columns = {name: encoded[name] for name in tokenizer.model_input_names if name in encoded}
+    columns["labels"] = [label_ids[label] for label in frame["label"]]
+    columns["length"] = [len(ids) for ids in encoded["input_ids"]]
+    return Dataset.from_dict(columns)
+
+
+def tokenize(cfg: PipelineConfig, run: RunDir) -> TokenizeResult:
+    """Tokenize the validated splits into `run.tokenized` (Arrow), reusing a cached copy when the data,
+    tokenizer and settings are unchanged."""
+    from datasets import DatasetDict
+
+    start = time.perf_counter()
+    frames = {split: pd.read_parquet(run.split_file(split)) for split in SPLITS}
+    tokenizer = load_tokenizer(resolve_model_source(cfg.model.name))
+    key = tokenize_cache_key(cfg, {s: split_content_hash(f) for s, f in frames.items()}, tokenizer)
+    cached = Path(cfg.paths.store) / "cache" / "tokenized" / key
+
+    hit = (cached / "meta.json").is_file()
+    if not hit:
+        dataset = DatasetDict({split: encode_split(frame, tokenizer, cfg) for split, frame in frames.items()})
+        staging = cached.with_name(f".{key}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        dataset.save_to_disk(str(staging))
+        write_json(staging / "meta.json", _summary(dataset, cfg, key))
+        shutil.rmtree(cached, ignore_errors=True)
+        staging.rename(cached)
+
+    shutil.rmtree(run.tokenized, ignore_errors=True)
+    shutil.copytree(cached, run.tokenized)
+    meta = read_json(run.tokenized / "meta.json")
+    result = TokenizeResult(
+        cache_key=key,
+        cache_hit=hit,
+        rows=meta["rows"],
+        tokens=meta["tokens"],
+        at_max_length=meta["at_max_length"],
+        seconds=round(time.perf_counter() - start, 3),
+    )
+    write_json(run.tokenized / "result.json", result.to_dict())
+    return result
+
+
+def _summary(dataset: Any, cfg: PipelineConfig, key: str) -> dict[str, Any]:
+    return {
+        "cache_key": key,
+        "rows": {split: len(ds) for split, ds in dataset.items()},
+        "tokens": {split: int(sum(ds["length"])) for split, ds in dataset.items()},
+        "at_max_length": {
+            split: int(sum(1 for n in ds["length"] if n >= cfg.model.max_length)) for split, ds in dataset.items()
+        },
+    }
+
+
+def load_tokenized(run: RunDir) -> Any:
+    """The tokenized splits written by `tokenize`."""
+    from datasets import load_from_disk
+
+    if not (run.tokenized / "meta.json").is_file():
+        raise FileNotFoundError(f"{run.tokenized} is missing: run the tokenize step first")
+    return load_from_disk(str(run.tokenized))

@@ -1,0 +1,30 @@
+import pytest
+
+from pipeline_lib.hardware import Capability, cpu_bf16_flags, resolve_precision
+
+
+def cap(device="cpu", bf16=False):
+    return Capability(device=device, device_name="x", bf16=bf16, cpu_flags=("avx512_bf16",) if bf16 else (), cores=2)
+
+
+def test_auto_resolves_to_fp32_without_bf16_hardware():
+    assert resolve_precision("auto", cap(bf16=False)) == "fp32"
+
+
+def test_auto_resolves_to_bf16_with_bf16_hardware():
+    assert resolve_precision("auto", cap(bf16=True)) == "bf16"
+    assert resolve_precision("auto", cap(device="cuda", bf16=True)) == "bf16"
+
+
+def test_explicit_precision_is_kept_and_fp16_needs_cuda():
+    assert resolve_precision("fp32", cap(bf16=True)) == "fp32"
+    with pytest.raises(ValueError, match="fp16 needs a CUDA"):
+        resolve_precision("fp16", cap())
+
+
+def test_cpu_flags_read_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor : 0\nflags : fpu sse avx512f avx512_bf16 amx_tile\n")
+    assert cpu_bf16_flags(info) == ("avx512_bf16",)
+    info.write_text("processor : 0\nflags : fpu sse avx2\n")
+    assert cpu_bf16_flags(info) == ()

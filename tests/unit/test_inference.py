@@ -1,0 +1,141 @@
+"""OnnxPredictor and the MLflow pyfunc against PyTorch, on a freshly exported tiny model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from mlflow.pyfunc import PythonModelContext
+
+from pipeline_lib.config import PipelineConfig
+from pipeline_lib.export import export, load_trained
+from pipeline_lib.inference import OnnxPredictor, TunepipePyfunc, onnx_providers, pyfunc_log_kwargs
+from pipeline_lib.layout import RunDir
+from pipeline_lib.modeling import load_classifier, load_tokenizer, resolve_model_source
+
+LABELS = ["negative", "neutral", "positive"]
+TEXTS = [
+    "Profit fell.",
+    "Net sales rose 12 percent to EUR 94.8 mn, and the outlook for the rest of the year was raised.",
+    "The company is based in Oulu.",
+    "Shares plunged after the chief executive resigned unexpectedly amid an accounting probe "
+    "that may force the group to restate three years of results and renegotiate its loans.",
+    "Dividend up.",
+]
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run with the default encoder and a fresh seeded 3-label head, exported by the export step."""
+    run = RunDir(tmp_path_factory.mktemp("inference") / "run")
+    source = resolve_model_source("default")
+    torch.manual_seed(1)
+    load_classifier(source, LABELS).save_pretrained(run.model_dir)
+    load_tokenizer(source).save_pretrained(run.model_dir)
+    run.split_file("test").parent.mkdir(parents=True)
+    labels = ["negative", "positive", "neutral", "negative", "positive"]
+    pd.DataFrame({"text": TEXTS, "label": labels}).to_parquet(run.split_file("test"))
+    export(PipelineConfig(), run)
+    return run.onnx_dir
+
+
+@pytest.fixture(scope="module")
+def torch_logits(onnx_dir: Path) -> np.ndarray:
+    """PyTorch logits for TEXTS, one text at a time (no padding at all)."""
+    model, tokenizer = load_trained(onnx_dir.parent / "model", "sequence_classification")
+    with torch.inference_mode():
+        return np.concatenate([model(**tokenizer([t], return_tensors="pt")).logits.numpy() for t in TEXTS])
+
+
+@pytest.fixture(scope="module")
+def predictor(onnx_dir: Path) -> OnnxPredictor:
+    return OnnxPredictor.from_dir(onnx_dir, num_threads=2)
+
+
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_logits_match_torch(predictor: OnnxPredictor, torch_logits: np.ndarray, batch_size: int) -> None:
+    logits = predictor.logits(TEXTS, batch_size=batch_size)
+    assert logits.shape == (len(TEXTS), len(LABELS))
+    np.testing.assert_allclose(logits, torch_logits, atol=1e-4)
+    assert (logits.argmax(-1) == torch_logits.argmax(-1)).all()
+
+
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_predict_labels_and_probabilities(predictor: OnnxPredictor, torch_logits: np.ndarray, batch_size: int) -> None:
+    rows = predictor.predict(TEXTS, batch_size=batch_size)
+    assert [r["text"] for r in rows] == TEXTS
+    assert [r["label"] for r in rows] == [LABELS[i] for i in torch_logits.argmax(-1)]
+    for row in rows:
+        assert list(row["probabilities"]) == LABELS
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert row["label"] == max(row["probabilities"], key=row["probabilities"].get)
+
+
+@pytest.mark.parametrize(
+    ("texts", "error", "match"),
+    [
+        ([], ValueError, "empty"),
+        ("a single string", TypeError, "not a single string"),
+        (["fine", 3], TypeError, r"texts\[1\] is int"),
+        (["fine", None], TypeError, r"texts\[1\] is NoneType"),
+        (42, TypeError, "list of strings"),
+    ],
+)
+def test_bad_texts_are_refused(predictor: OnnxPredictor, texts: Any, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        predictor.predict(texts)
+
+
+def test_missing_folder_is_explained(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"tunepipe\.json"):
+        OnnxPredictor.from_dir(tmp_path)
+
+
+def test_cpu_provider_always_offered() -> None:
+    providers = onnx_providers()
+    assert providers[-1] == "CPUExecutionProvider"
+    assert providers[0] in ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def test_pyfunc_round_trip(
+    onnx_dir: Path, predictor: OnnxPredictor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))  # load_model prepends the model's code folder
+    saved = tmp_path / "pyfunc"
+    mlflow.pyfunc.save_model(path=str(saved), **pyfunc_log_kwargs(onnx_dir))
+    model = mlflow.pyfunc.load_model(str(saved))
+
+    out = model.predict(pd.DataFrame({"text": TEXTS}))
+    expected = predictor.predict(TEXTS)
+    assert list(out.columns) == ["label", "probabilities", *(f"p_{label}" for label in LABELS)]
+    assert out["label"].tolist() == [r["label"] for r in expected]
+    assert out["probabilities"].tolist() == [r["probabilities"] for r in expected]
+    assert out["p_positive"].tolist() == [r["probabilities"]["positive"] for r in expected]
+    single = model.predict(pd.DataFrame({"text": TEXTS[:1]}), params={"batch_size": 1})
+    assert single["label"].tolist() == [expected[0]["label"]]
+
+    requirements = (saved / "requirements.txt").read_text().split()
+    assert any(r.startswith("onnxruntime") for r in requirements)
+    assert not any(r.startswith("torch") for r in requirements)
+    assert (saved / "code" / "pipeline_lib" / "inference.py").is_file()
+    assert model.metadata.get_input_schema().input_names() == ["text"]
+
+
+def test_python_model_accepts_a_plain_list(onnx_dir: Path, predictor: OnnxPredictor) -> None:
+    python_model = TunepipePyfunc()
+    context = PythonModelContext(artifacts={"onnx": str(onnx_dir)}, model_config={})
+    python_model.load_context(context)
+    out = python_model.predict(context, TEXTS[:2])
+    assert out["label"].tolist() == [r["label"] for r in predictor.predict(TEXTS[:2])]
+
+
+def test_import_does_not_load_torch() -> None:
+    code = "import sys, pipeline_lib.inference; assert 'torch' not in sys.modules, 'torch was imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
