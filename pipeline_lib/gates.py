@@ -127,8 +127,8 @@ def gate(cfg: PipelineConfig, run: RunDir) -> GateResult:
     else:
         test = pd.read_parquet(run.split_file("test"))
         rescored = rescore_champion(cfg, client, current, test)
-        checks.append(champion_check(cfg, metrics, rescored, current.version))
-        champion_info = {"version": current.version, "run_id": current.run_id, "metrics": rescored}
+        checks.append(champion_check(cfg, metrics, rescored, str(current.version)))
+        champion_info = {"version": str(current.version), "run_id": current.run_id, "metrics": rescored}
 
     result = GateResult(
         passed=all(c.passed for c in checks),

@@ -112,7 +112,7 @@ def decide_alias(client: Any, cfg: PipelineConfig, gates: dict[str, Any]) -> tup
     """Promote only when every gate passed and the champion is still the one the gates compared with."""
     current = registry.alias_version(client, cfg.registry.model_name, registry.CHAMPION)
     compared = (gates.get("champion") or {}).get("version")
-    current_version = current.version if current is not None else None
+    current_version = str(current.version) if current is not None else None
     if not gates["passed"]:
         failed = [f"{c['name']} ({c['detail']})" for c in gates["checks"] if not c["passed"]]
         return False, "gates failed: " + "; ".join(failed), current
@@ -137,7 +137,7 @@ def register(cfg: PipelineConfig, run: RunDir) -> RegisterResult:
     version = mlflow.register_model(model_uri, cfg.registry.model_name, tags={**tags, "run_id": run_id})
     try:
         promoted, reason, current = decide_alias(client, cfg, gates)
-        previous = current.version if current is not None else None
+        previous = str(current.version) if current is not None else None
         alias = registry.CHAMPION if promoted else registry.CHALLENGER
         replaced = registry.alias_version(client, cfg.registry.model_name, alias)
         client.set_model_version_tag(cfg.registry.model_name, version.version, "promotion", reason)
@@ -148,7 +148,7 @@ def register(cfg: PipelineConfig, run: RunDir) -> RegisterResult:
                 cfg.registry.model_name,
                 {
                     "action": "promote" if promoted else "refuse",
-                    "version": version.version,
+                    "version": str(version.version),
                     "previous_champion": previous,
                     "reason": reason,
                     "gates": {c["name"]: c["passed"] for c in gates["checks"]},
@@ -163,7 +163,7 @@ def register(cfg: PipelineConfig, run: RunDir) -> RegisterResult:
         raise
     result = RegisterResult(
         name=cfg.registry.model_name,
-        version=version.version,
+        version=str(version.version),
         alias=alias,
         promoted=promoted,
         previous_champion=previous,
@@ -189,7 +189,7 @@ def lineage(cfg: PipelineConfig, ref: str) -> dict[str, Any]:
     tags = version.tags
     return {
         "name": version.name,
-        "version": version.version,
+        "version": str(version.version),
         "aliases": list(version.aliases),
         "run_id": version.run_id,
         "created": version.creation_timestamp,

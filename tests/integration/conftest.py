@@ -1,0 +1,43 @@
+"""A throw-away workspace: a slice of the packaged dataset, a private MLflow sqlite store and artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline_lib.versioning import SEED_DATASET
+
+FAST_TRAINING = [
+    "train.max_steps=6",
+    "train.batch_size=8",
+    "train.learning_rate=1e-4",
+    "train.early_stopping_patience=0",
+    "gates.floors={}",
+]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working directory with `data/sample.csv` (30 rows per label) and room for the store."""
+    root = tmp_path_factory.mktemp("workspace")
+    sample = pd.read_csv(SEED_DATASET).groupby("label", group_keys=False).head(30)
+    (root / "data").mkdir()
+    sample.to_csv(root / "data" / "sample.csv", index=False)
+    return root
+
+
+@pytest.fixture
+def in_workspace(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(workspace)
+    return workspace
+
+
+def overrides(*extra: str) -> list[str]:
+    return ["data.path=data/sample.csv", *FAST_TRAINING, *extra]
+
+
+def cli_sets(*extra: str) -> list[str]:
+    """The same overrides as `--set` options for the CLI."""
+    return [arg for item in overrides(*extra) for arg in ("--set", item)]
