@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import yaml
 from pipeline_lib.config import PipelineConfig
 from pipeline_lib.layout import SPLITS, RunDir
 
+DVC = [sys.executable, "-m", "dvc"]  # the DVC installed beside tunepipe, whatever PATH says
 SEED_DATASET = Path(__file__).parent / "resources" / "financial_sentiment_sample.csv"
 
 
@@ -99,16 +101,16 @@ def ensure_data(cfg: PipelineConfig) -> str:
     expected = dvc_pointer_md5(path)
     if expected is None:
         raise DataUnavailableError(f"{path}: no such file, and no {path.name}.dvc pointer to restore it from")
-    pulled = subprocess.run(["dvc", "pull", "-q", str(path) + ".dvc"], capture_output=True, text=True)
+    pulled = subprocess.run([*DVC, "pull", "-q", str(path) + ".dvc"], capture_output=True, text=True)
     if pulled.returncode == 0 and path.exists():
         return f"{path}: pulled from the DVC remote (md5 {expected})"
     if file_md5(SEED_DATASET) == expected:
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(SEED_DATASET, path)
         pointer = str(path) + ".dvc"
-        pushed = subprocess.run(["dvc", "commit", "-f", "-q", pointer], capture_output=True, text=True)
+        pushed = subprocess.run([*DVC, "commit", "-f", "-q", pointer], capture_output=True, text=True)
         if pushed.returncode == 0:
-            pushed = subprocess.run(["dvc", "push", "-q", pointer], capture_output=True, text=True)
+            pushed = subprocess.run([*DVC, "push", "-q", pointer], capture_output=True, text=True)
         note = (
             "and pushed to the DVC remote" if pushed.returncode == 0 else f"(dvc push failed: {pushed.stderr.strip()})"
         )

@@ -1,0 +1,39 @@
+"""Shared helpers for benchmarks: the machine's description and a section writer for RESULTS.md."""
+
+from __future__ import annotations
+
+import platform
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def machine() -> str:
+    """CPU model, usable cores, memory and accelerator, in one line."""
+    import torch
+
+    from pipeline_lib.hardware import detect
+
+    cap = detect()
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
+        platform.processor(),
+    )
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    flags = ",".join(cap.cpu_flags) or "no bf16 flags"
+    return f"{cpu}, {cap.cores} cores ({flags}), {mem_kb / 2**20:.0f} GiB, {gpu}; torch {torch.__version__}"
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace (or append) the section `name` of bench/RESULTS.md, stamped with date and command."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = "python " + " ".join(["bench/" + Path(sys.argv[0]).name, *sys.argv[1:]])
+    block = f"<!-- {name}:start -->\n{body.strip()}\n\n_Run {stamp}: `{command}`_\n<!-- {name}:end -->"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    RESULTS.write_text(text)
