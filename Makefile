@@ -14,7 +14,7 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint clean repro
 
 $(BIN)/tunepipe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ install: $(BIN)/tunepipe
 run: install
 	$(BIN)/tunepipe data pull
 	$(BIN)/tunepipe run
+
+# The same steps as DVC stages (dvc.yaml); re-runs only what changed. DVC's stages call `tunepipe`.
+repro: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 test: install
 	$(BIN)/ruff check .

@@ -43,7 +43,9 @@ def _load(config: Path | None, overrides: list[str] | None) -> PipelineConfig:
 def _user_errors() -> Iterator[None]:
     """Expected failures (bad config, bad data, unknown model) print their message and exit 1."""
     from pipeline_lib.data.readers import DataFormatError
+    from pipeline_lib.datasets import DatasetError
     from pipeline_lib.modeling import ModelSourceError
+    from pipeline_lib.promotion import PromotionError
     from pipeline_lib.registry import RegistryError
     from pipeline_lib.validation import DataValidationError
     from pipeline_lib.versioning import DataUnavailableError
@@ -54,7 +56,9 @@ def _user_errors() -> Iterator[None]:
         DataValidationError,
         ModelSourceError,
         RegistryError,
+        PromotionError,
         DataUnavailableError,
+        DatasetError,
         FileNotFoundError,
     )
     try:
@@ -65,14 +69,31 @@ def _user_errors() -> Iterator[None]:
 
 
 @app.command()
-def run(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
-    """Run the whole pipeline as a Prefect flow: validate, tokenize, train, evaluate, export, gate, register."""
+def run(
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Retrain even if the data and config are unchanged.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the newest interrupted run from its last checkpoint.")
+    ] = False,
+) -> None:
+    """Run the whole pipeline as a Prefect flow: validate, tokenize, train, evaluate, export, gate, register.
+    Skips (exit 0) when the champion was trained on this data version and config."""
     with _user_errors():
         _load(config, overrides)  # fail fast on a bad config, before Prefect starts
         from flows.retrain import retrain
 
+        run_dir = None
+        if resume:
+            run_dir, force = _unfinished_run(config, overrides), True
+            overrides = [*(overrides or []), "train.resume=true"]
         start = time.perf_counter()
-        outcome = retrain(str(_config_path(config)) if _config_path(config) else None, overrides or [])
+        outcome = retrain(
+            str(_config_path(config)) if _config_path(config) else None, overrides or [], run_dir=run_dir, force=force
+        )
+    if outcome.get("skipped"):
+        typer.secho(f"skipped: {outcome['reason']}", fg=typer.colors.YELLOW)
+        return
     gate, reg = outcome["gate"], outcome["registered"]
     typer.echo("\ngates:")
     for check in gate["checks"]:
@@ -82,6 +103,15 @@ def run(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
         f"\n{reg['name']} v{reg['version']} {verb}: {reg['reason']} ({time.perf_counter() - start:.0f}s)",
         fg=typer.colors.GREEN if reg["promoted"] else typer.colors.YELLOW,
     )
+
+
+def _unfinished_run(config: Path | None, overrides: list[str] | None) -> str:
+    from pipeline_lib.layout import latest_unfinished_run
+
+    found = latest_unfinished_run(_load(config, overrides).paths.artifacts)
+    if found is None:
+        raise FileNotFoundError("--resume: no interrupted run to resume (every run directory has registered a model)")
+    return str(found.root)
 
 
 @app.command()
@@ -149,16 +179,121 @@ def lineage(
 @app.command()
 def ledger(
     name: Annotated[str, typer.Argument(help="Registered model name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the records as one JSON list.")] = False,
     config: ConfigOpt = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Every promotion and refusal of a registered model, oldest first (JSON lines)."""
+    """Every promotion, refusal and rollback of a registered model, oldest first."""
     from pipeline_lib import registry
 
     with _user_errors():
         client = registry.connect(_load(config, overrides))
-        for record in registry.read_ledger(client, name):
-            typer.echo(json.dumps(record, sort_keys=True))
+        try:
+            records = registry.read_ledger(client, name)
+        except Exception as exc:
+            raise registry.RegistryError(f"{name}: no such registered model ({exc})") from exc
+    if as_json:
+        typer.echo(json.dumps(records, indent=2, sort_keys=True))
+        return
+    for r in records:
+        previous = f"v{r['previous_champion']}" if r.get("previous_champion") else "-"
+        typer.echo(
+            f"{r['time'][:19]}  {r['action']:<13} v{r['version']:<4} previous {previous:<5} "
+            f"by {r.get('actor', '?')}{' (forced)' if r.get('force') else ''}: {r['reason']}"
+        )
+
+
+def _print_promotion(result: dict) -> None:
+    for check in (result.get("gates") or {}).get("checks", []):
+        typer.echo(f"  {'PASS' if check['passed'] else 'FAIL'}  {check['name']:<32} {check['detail']}")
+    verb = {
+        "promote": "promoted to champion",
+        "force-promote": "promoted to champion (forced)",
+        "rollback": "is champion again",
+        "refuse": "refused, champion unchanged",
+    }[result["action"]]
+    typer.secho(
+        f"{result['name']} v{result['version']} {verb} (previous champion: v{result['previous_champion']}): "
+        f"{result['reason']}",
+        fg=typer.colors.GREEN if result["promoted"] else typer.colors.YELLOW,
+    )
+
+
+@app.command()
+def promote(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[str, typer.Argument(help="Version to make champion.")],
+    force: Annotated[bool, typer.Option("--force", help="Bypass the gates (needs --reason; ledgered).")] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (required with --force).")] = None,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Re-gate VERSION against the current champion on VERSION's test split; make it champion if it passes.
+    Exit 2 when the gates refuse it (the refusal is ledgered)."""
+    from pipeline_lib.promotion import promote as do_promote
+
+    with _user_errors():
+        result = do_promote(_load(config, overrides), name, version, force=force, reason=reason).to_dict()
+    _print_promotion(result)
+    if not result["promoted"]:
+        raise typer.Exit(2)
+
+
+@app.command()
+def rollback(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded in the ledger).")] = None,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Make the previous champion (from the ledger) champion again."""
+    from pipeline_lib.promotion import rollback as do_rollback
+
+    with _user_errors():
+        _print_promotion(do_rollback(_load(config, overrides), name, reason=reason).to_dict())
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option("--model", "-m", help="NAME@ALIAS or NAME/VERSION")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    refresh: Annotated[float, typer.Option(help="Re-resolve the alias at most every N seconds.")] = 5.0,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Serve a registered model over HTTP: POST /predict {"texts": [...]}, GET /health, GET /version.
+    A new champion is picked up without a restart."""
+    from pipeline_lib.serving import ModelWatcher, create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    with _user_errors():
+        app_ = create_app(ModelWatcher(_load(config, overrides), model, refresh))
+    import uvicorn
+
+    uvicorn.run(app_, host=host, port=port, log_level="info")
+
+
+@app.command()
+def schedule(
+    cron: Annotated[
+        str | None, typer.Option("--cron", help='Cron schedule, e.g. "0 3 * * 1" (Mondays 03:00 UTC).')
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="Deployment name: retrain/NAME.")] = "scheduled",
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Serve the retrain flow as Prefect deployment retrain/NAME on a cron schedule (foreground; Ctrl-C
+    stops). Needs PREFECT_API_URL (a `prefect server start`); trigger with `prefect deployment run`."""
+    from flows.schedule import check_cron
+
+    with _user_errors():
+        _load(config, overrides)
+        check_cron(cron)
+    from flows.schedule import serve
+
+    path = _config_path(config)
+    serve(cron, str(path) if path else None, overrides or [], name=name)
 
 
 @data_app.command("pull")
@@ -168,6 +303,22 @@ def data_pull(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
 
     with _user_errors():
         typer.echo(ensure_data(_load(config, overrides)))
+
+
+@data_app.command("add")
+def data_add(
+    file: Annotated[Path, typer.Argument(help="New labelled rows (CSV, JSONL or Parquet with text,label[,split]).")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset NAME: appends to data/NAME.csv.")],
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Validate FILE's rows with the pipeline's rules, append them to the dataset, and make a new DVC version
+    (dvc add, dvc push, git commit of the .dvc file). Rejected rows change nothing (exit 1)."""
+    from pipeline_lib.datasets import add_rows
+
+    with _user_errors():
+        result = add_rows(_load(config, overrides), file, dataset)
+    typer.echo(result.summary())
 
 
 @config_app.command("show")

@@ -13,12 +13,23 @@ from tasks import steps
 
 @flow(name="retrain")
 def retrain(
-    config: str | None = None, overrides: list[str] | None = None, run_dir: str | None = None
+    config: str | None = None,
+    overrides: list[str] | None = None,
+    run_dir: str | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """validate → tokenize → train → evaluate → export → gate → register."""
+    """decide → validate → tokenize → train → evaluate → export → gate → register.
+
+    `decide` skips the run when the champion was trained on this data version and config (`force` overrides);
+    validate…export are served from the content-hash cache when their inputs are unchanged.
+    """
     cfg = load_config(config, overrides)
+    decision = steps.decide(cfg, force)
+    if not decision["retrain"]:
+        get_run_logger().info("skipped: %s", decision["reason"])
+        return {"skipped": True, "reason": decision["reason"], "decision": decision}
     run = RunDir(run_dir) if run_dir else new_run(cfg.paths.artifacts)
-    get_run_logger().info("run directory: %s", run.root)
+    get_run_logger().info("run directory: %s (%s)", run.root, decision["reason"])
 
     steps.validate(cfg, run)
     steps.tokenize(cfg, run)
@@ -27,4 +38,11 @@ def retrain(
     steps.export(cfg, run)
     verdict = steps.gate(cfg, run)
     registered = steps.register(cfg, run)
-    return {"run_dir": str(run.root), "gate": verdict, "registered": registered}
+    return {
+        "skipped": False,
+        "reason": decision["reason"],
+        "decision": decision,
+        "run_dir": str(run.root),
+        "gate": verdict,
+        "registered": registered,
+    }

@@ -35,7 +35,10 @@ class DataConfig(_Section):
 
     name: str = "financial_sentiment"
     path: str = "data/financial_sentiment.csv"
-    format: Literal["auto", "csv", "jsonl", "parquet", "phrasebank"] = "auto"
+    format: Literal["auto", "csv", "jsonl", "parquet", "phrasebank", "conll"] = "auto"
+    # One file per split, relative to `path` (then a directory): e.g. {train: eng.train, validation: eng.testa,
+    # test: eng.testb}. Empty: `path` is read whole and split by its split column or `split` fractions.
+    files: dict[Literal["train", "validation", "test"], str] = Field(default_factory=dict)
     text_column: str = "text"
     label_column: str = "label"
     split_column: str = "split"
@@ -46,6 +49,18 @@ class DataConfig(_Section):
     drop_duplicates: bool = False  # drop exact (text, label) repeats, keeping the first
     drop_conflicting: bool = False  # drop every row of a text that carries two labels (else: fail)
     max_train_rows: int | None = Field(None, ge=1)
+    # token classification
+    tag_scheme: Literal["iob1", "iob2"] = "iob2"  # iob1 (CoNLL-2003's own) is converted to IOB2 on reading
+    max_tokens: int = Field(512, ge=1)  # longest sentence accepted, in words
+    max_train_sentences: int | None = Field(None, ge=1)  # keep this many train sentences (seeded sample)
+    cross_split_duplicates: Literal["fail", "warn"] = "fail"  # warn: keep fixed benchmark splits, report repeats
+
+    @field_validator("files")
+    @classmethod
+    def _all_splits(cls, files: dict[str, str]) -> dict[str, str]:
+        if files and set(files) != {"train", "validation", "test"}:
+            raise ValueError("needs a file for each of train, validation and test (or none)")
+        return files
 
     @field_validator("labels")
     @classmethod
@@ -60,6 +75,17 @@ class ModelConfig(_Section):
 
     name: str = DEFAULT_MODEL
     max_length: int = Field(128, ge=8, le=4096)
+    stride: int = Field(32, ge=0)  # token classification: sub-tokens of context shared by a long sentence's windows
+
+
+class LoraSettings(_Section):
+    """LoRA adapters through peft (merged into the weights before export)."""
+
+    enabled: bool = False
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    target_modules: list[str] | None = None  # None: peft's default for the architecture (query/value)
 
 
 class TrainConfig(_Section):
@@ -77,6 +103,49 @@ class TrainConfig(_Section):
     seed: int = 42
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     num_threads: int | None = Field(None, ge=1)
+    freeze: Literal["none", "head_only", "top_k"] = "none"  # what stays fixed; the task head always trains
+    trainable_top_layers: int = Field(2, ge=1)  # freeze=top_k: how many of the encoder's top layers train
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    gradient_checkpointing: bool = False
+    compile: bool = False  # torch.compile the model (worth it on GPU for long runs)
+    save_steps: int | None = Field(None, ge=1)  # also checkpoint every N optimizer steps (for `run --resume`)
+    resume: bool = False  # continue from the run directory's last checkpoint (optimizer, scheduler, RNG state)
+    num_processes: int = Field(1, ge=1)  # > 1: DDP under torchrun (gloo on CPU, NCCL on GPU)
+    nnodes: int = Field(1, ge=1)  # > 1: multi-node through torchrun's c10d rendezvous at `rdzv_endpoint`
+    rdzv_endpoint: str | None = None  # host:port of the rendezvous (node 0)
+
+
+class SliceConfig(_Section):
+    """A named subset of the test split (texts matching a regex or containing a keyword) with its own gates."""
+
+    name: str
+    pattern: str | None = None  # a regular expression, searched case-insensitively
+    keywords: list[str] = Field(default_factory=list)  # whole words, case-insensitive
+    metric: str = "accuracy"
+    floor: float | None = Field(None, ge=0, le=1)
+    no_regression: bool = True  # the challenger's slice metric >= the champion's minus `tolerance`
+    tolerance: float = Field(0.05, ge=0)
+
+    @model_validator(mode="after")
+    def _has_a_definition(self) -> SliceConfig:
+        import re
+
+        if not self.pattern and not self.keywords:
+            raise ValueError(f"slice {self.name!r}: give a pattern or keywords")
+        if self.pattern:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"slice {self.name!r}: pattern is not a valid regex ({exc})") from exc
+        return self
+
+
+def _default_slices() -> list[SliceConfig]:
+    return [
+        SliceConfig(name="negation", keywords=["not", "no", "never", "without", "neither", "nor"]),
+        SliceConfig(name="numbers_heavy", pattern=r"(\d[\d.,]*\D+){3}"),
+    ]
 
 
 class GatesConfig(_Section):
@@ -85,14 +154,30 @@ class GatesConfig(_Section):
     floors: dict[str, float] = Field(default_factory=lambda: {"accuracy": 0.5, "macro_f1": 0.4})
     compare_metric: str = "macro_f1"
     min_improvement: float = Field(0.005, ge=0)
+    regression_tolerance: float = Field(0.01, ge=0)  # promote only if the delta's CI lower bound > -this
+    bootstrap_resamples: int = Field(1000, ge=100)
+    bootstrap_confidence: float = Field(0.95, gt=0.5, lt=1)
+    bootstrap_seed: int = 0
+    slices: list[SliceConfig] = Field(default_factory=_default_slices)
     max_abs_logit_diff: float = Field(1e-3, gt=0)
     min_onnx_agreement: float = Field(0.995, ge=0, le=1)
+    max_onnx_metric_diff: float = Field(0.001, ge=0)  # |metric(torch) - metric(onnx)|, 0.001 = 0.1 point
+    min_int8_agreement: float = Field(0.95, ge=0, le=1)
+    max_int8_metric_drop: float = Field(0.01, ge=0)  # metric(torch) - metric(int8), 0.01 = 1 point
+    latency_p50_ms: float | None = Field(100.0, gt=0)  # batch 1, CPU, onnxruntime, on test sentences
+    latency_p95_ms: float | None = Field(300.0, gt=0)
+    latency_threads: int = Field(1, ge=1)
+    latency_samples: int = Field(50, ge=5)
+    max_model_mb: float | None = Field(200.0, gt=0)
 
 
 class ExportConfig(_Section):
     """ONNX export settings."""
 
     opset: int = Field(18, ge=14)
+    exporter: Literal["dynamo", "torchscript"] = "dynamo"  # torchscript: eager attention, fused by the optimizer
+    optimize: bool = True  # onnxruntime's transformer optimizer (fused attention, LayerNorm, GELU)
+    quantize_int8: bool = False  # also write a dynamically int8-quantized graph, with its own parity gate
 
 
 class RegistryConfig(_Section):
@@ -129,8 +214,9 @@ class PipelineConfig(_Section):
         return self
 
     def config_hash(self) -> str:
-        """A stable content hash of the resolved configuration."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """A stable content hash of what shapes the model: everything but where things are stored."""
+        semantic = self.model_dump(mode="json", exclude={"paths": True, "registry": {"tracking_uri", "experiment"}})
+        canonical = json.dumps(semantic, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:

@@ -12,7 +12,8 @@ import pandas as pd
 
 from pipeline_lib.config import PipelineConfig
 from pipeline_lib.layout import RunDir, write_json
-from pipeline_lib.metrics import classification_metrics, flat_metrics
+from pipeline_lib.metrics import flat_metrics
+from pipeline_lib.task_types import task_for
 
 
 @dataclass
@@ -52,12 +53,11 @@ def label_indices(labels: pd.Series, label_names: list[str]) -> np.ndarray:
 
 
 def evaluate(cfg: PipelineConfig, run: RunDir) -> EvaluateResult:
-    """Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix on the test split."""
+    """The task's metrics on the test split (classification: accuracy, macro-F1, per-class P/R/F1; tokens:
+    seqeval entity P/R/F1 micro and per type, token accuracy), its confusion matrix and logits."""
     start = time.perf_counter()
     test = pd.read_parquet(run.split_file("test"))
-    logits = torch_logits(run.model_dir, list(test["text"]), cfg.model.max_length, cfg.train.eval_batch_size)
-    y_true = label_indices(test["label"], cfg.data.labels)
-    metrics = classification_metrics(y_true, logits.argmax(axis=-1), cfg.data.labels)
+    metrics, logits = task_for(cfg.task).evaluate(run.model_dir, test, cfg)
 
     run.predictions.parent.mkdir(parents=True, exist_ok=True)
     np.save(run.predictions, logits)

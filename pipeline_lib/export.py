@@ -23,12 +23,13 @@ import numpy as np
 import pandas as pd
 
 from pipeline_lib.config import PipelineConfig
-from pipeline_lib.inference import META_FILE, ONNX_FILE, OUTPUT_NAME, OnnxPredictor
+from pipeline_lib.inference import INT8_FILE, META_FILE, ONNX_FILE, OUTPUT_NAME, OnnxPredictor
 from pipeline_lib.layout import RunDir, write_json
 from pipeline_lib.metrics import classification_metrics, flat_metrics
+from pipeline_lib.task_types import task_for
 
 PARITY_BATCH_SIZE = 32
-PARITY_TASKS = ("sequence_classification",)  # token_classification: needs per-token parity and metrics
+PARITY_TASKS = ("sequence_classification", "token_classification")  # see pipeline_lib.task_types
 CANONICAL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # order of the ONNX graph inputs
 _TMP_PREFIX = ".onnx.tmp-"
 _OLD_PREFIX = ".onnx.old-"
@@ -48,6 +49,8 @@ class ExportResult:
     metric_name: str
     n: int
     seconds: float
+    optimizer: dict[str, int] | None = None  # fused operators counted by onnxruntime's transformer optimizer
+    int8: dict[str, float] | None = None  # parity and size of the dynamically quantized graph, when written
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,23 +63,31 @@ def export(cfg: PipelineConfig, run: RunDir) -> ExportResult:
     before the swap, so a summary on disk always describes the ONNX folder next to it.
     """
     start = time.perf_counter()
-    if cfg.task not in PARITY_TASKS:
-        raise NotImplementedError(f"export of task {cfg.task!r} is not implemented yet (only {PARITY_TASKS})")
+    task = task_for(cfg.task)  # test split, parity metric and predictions differ per task
     model, tokenizer = load_trained(run.model_dir, cfg.task)
     labels = model_labels(model, cfg.data.labels)
     metric_name = cfg.gates.compare_metric
-    check_metric_name(metric_name, labels)
-    texts, y_true = read_test_split(run, labels)
+    task.check_metric_name(metric_name, labels)
     meta = {
         "task": cfg.task,
         "labels": labels,
         "max_length": cfg.model.max_length,
         "input_names": graph_input_names(tokenizer),
         "opset": cfg.export.opset,
+        "stride": cfg.model.stride,
+        "exporter": cfg.export.exporter,
     }
     with staging_dir(run.root) as staged:
         write_onnx_folder(model, tokenizer, meta, staged)
-        parity = measure_parity(model, OnnxPredictor.from_dir(staged), texts, y_true, metric_name)
+        fused = optimize_graph(staged / ONNX_FILE, model.config) if cfg.export.optimize else None
+        parity = task.parity(model, OnnxPredictor.from_dir(staged), run, labels, metric_name)
+        int8 = None
+        if cfg.export.quantize_int8:
+            quantize_int8(staged / ONNX_FILE, staged / INT8_FILE)
+            int8 = int8_summary(
+                task.parity(model, OnnxPredictor.from_dir(staged, graph=INT8_FILE), run, labels, metric_name),
+                staged / INT8_FILE,
+            )
         run.export_summary.unlink(missing_ok=True)
         publish_dir(staged, run.onnx_dir)
     onnx_path = run.onnx_dir / ONNX_FILE
@@ -84,8 +95,9 @@ def export(cfg: PipelineConfig, run: RunDir) -> ExportResult:
         onnx_path=str(onnx_path),
         size_mb=round(onnx_path.stat().st_size / 2**20, 3),
         metric_name=metric_name,
-        n=len(texts),
         seconds=round(time.perf_counter() - start, 3),
+        optimizer=fused,
+        int8=int8,
         **parity,
     )
     write_json(run.export_summary, result.to_dict())
@@ -184,6 +196,8 @@ def export_onnx(model: Any, tokenizer: Any, meta: dict[str, Any], path: Path) ->
     names = meta["input_names"]
     example = tokenizer(list(_EXAMPLE_TEXTS), padding="longest", return_tensors="pt")
     args = tuple(example[name] for name in names)
+    if meta.get("exporter") == "torchscript":
+        return export_torchscript(model, names, args, meta, path)
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     with warnings.catch_warnings():  # every input shares the two dims; torch notes each repeat
         warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
@@ -203,6 +217,30 @@ def export_onnx(model: Any, tokenizer: Any, meta: dict[str, Any], path: Path) ->
     return path
 
 
+def export_torchscript(model: Any, names: list[str], args: tuple[Any, ...], meta: dict[str, Any], path: Path) -> Path:
+    """The TorchScript exporter on eager attention: the graph pattern onnxruntime's optimizer fuses into
+    `Attention` (the dynamo graph of SDPA is not fused). Parity is measured on the result as for dynamo."""
+    import onnx
+    import torch
+
+    model.set_attn_implementation("eager")
+    output_axes = {0: "batch", 1: "sequence"} if meta["task"] == "token_classification" else {0: "batch"}
+    with warnings.catch_warnings():  # tracer notes on the mask branch (never taken: masks match the inputs)
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            logits_module(model, names),
+            args,
+            str(path),
+            input_names=names,
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={**{name: {0: "batch", 1: "sequence"} for name in names}, OUTPUT_NAME: output_axes},
+            opset_version=meta["opset"],
+            dynamo=False,
+        )
+    onnx.checker.check_model(str(path))
+    return path
+
+
 def logits_module(model: Any, input_names: list[str]) -> Any:
     """Wrap `model` in a module whose positional inputs are `input_names` and whose output is the logits."""
     import torch
@@ -216,6 +254,39 @@ def logits_module(model: Any, input_names: list[str]) -> Any:
             return self.model(**dict(zip(input_names, inputs, strict=True))).logits
 
     return LogitsOnly().eval()
+
+
+def optimize_graph(path: Path, config: Any) -> dict[str, int]:
+    """Rewrite `path` with onnxruntime's BERT optimizer (fused LayerNorm/GELU, and attention where the
+    exported pattern allows); returns the non-zero fused-operator counts."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimized = optimize_model(
+        str(path), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size
+    )
+    optimized.save_model_to_file(str(path))
+    return {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
+
+
+def quantize_int8(source: Path, target: Path) -> Path:
+    """Dynamic int8 quantization of the MatMul/Gemm weights (activations quantized at run time)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference: their outputs are float
+    extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, extra_options=extra)
+    return target
+
+
+def int8_summary(parity: dict[str, Any], path: Path) -> dict[str, float]:
+    """The int8 graph against PyTorch: agreement, task metric, max logit difference, size."""
+    return {
+        "agreement": parity["agreement"],
+        "metric": parity["metric_onnx"],
+        "max_abs_logit_diff": parity["max_abs_logit_diff"],
+        "size_mb": round(path.stat().st_size / 2**20, 3),
+    }
 
 
 def publish_dir(tmp: Path, final: Path) -> None:

@@ -1,19 +1,26 @@
-"""Step 6, gate: the checks a challenger must pass before it may become champion."""
+"""Step 6, gate: the checks a challenger must pass before it may become champion.
+
+`evaluate_gates` is the one place the checks are assembled; the gate step (a fresh run) and
+`promotion.promote` (a registered version) both call it with the challenger's predictions on its test split
+and the current champion's predictions re-scored on that same split.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pipeline_lib import registry
+from pipeline_lib.bootstrap import fast_metric
 from pipeline_lib.config import PipelineConfig
-from pipeline_lib.evaluation import label_indices
 from pipeline_lib.layout import RunDir, read_json, write_json
-from pipeline_lib.metrics import classification_metrics, flat_metrics
+from pipeline_lib.slices import slice_mask
+from pipeline_lib.task_types import task_for
 
 
 @dataclass
@@ -23,10 +30,11 @@ class GateCheck:
     value: float | None
     threshold: float | None
     detail: str
+    figures: dict[str, Any] | None = None  # e.g. the bootstrap's delta, CI and p-value
 
     def line(self) -> str:
         mark = "PASS" if self.passed else "FAIL"
-        return f"{mark}  {self.name:<28} {self.detail}"
+        return f"{mark}  {self.name:<32} {self.detail}"
 
 
 @dataclass
@@ -47,6 +55,18 @@ class GateResult:
         return "\n".join(check.line() for check in self.checks)
 
 
+@dataclass
+class Champion:
+    """The current champion's predictions re-scored on the challenger's test split (None: label sets differ)."""
+
+    version: str
+    run_id: str | None
+    pred: np.ndarray | None
+
+
+# --- single checks ---------------------------------------------------------------------------------------
+
+
 def floor_checks(metrics: dict[str, float], floors: dict[str, float]) -> list[GateCheck]:
     """`metric >= floor` for every configured floor; an unknown metric name is a configuration error."""
     checks = []
@@ -59,82 +79,259 @@ def floor_checks(metrics: dict[str, float], floors: dict[str, float]) -> list[Ga
 
 
 def parity_checks(cfg: PipelineConfig, export_summary: dict[str, Any]) -> list[GateCheck]:
-    """ONNX must agree with PyTorch: logits close, predictions the same."""
+    """ONNX must agree with PyTorch: logits close, predictions the same, the task metric unchanged;
+    the int8 graph (when exported) within its own, looser budget."""
+    g = cfg.gates
     diff, agreement = export_summary["max_abs_logit_diff"], export_summary["agreement"]
-    return [
+    checks = [
         GateCheck(
             "onnx:max_abs_logit_diff",
-            diff <= cfg.gates.max_abs_logit_diff,
+            diff <= g.max_abs_logit_diff,
             diff,
-            cfg.gates.max_abs_logit_diff,
-            f"{diff:.2e} <= {cfg.gates.max_abs_logit_diff:.0e}",
+            g.max_abs_logit_diff,
+            f"{diff:.2e} <= {g.max_abs_logit_diff:.0e}",
         ),
         GateCheck(
             "onnx:agreement",
-            agreement >= cfg.gates.min_onnx_agreement,
+            agreement >= g.min_onnx_agreement,
             agreement,
-            cfg.gates.min_onnx_agreement,
-            f"{agreement:.4f} >= {cfg.gates.min_onnx_agreement:.4f}",
+            g.min_onnx_agreement,
+            f"{agreement:.4f} >= {g.min_onnx_agreement:.4f}",
         ),
     ]
+    if "metric_torch" in export_summary and "metric_onnx" in export_summary:
+        gap = abs(export_summary["metric_torch"] - export_summary["metric_onnx"])
+        checks.append(
+            GateCheck(
+                "onnx:metric_diff",
+                gap <= g.max_onnx_metric_diff,
+                gap,
+                g.max_onnx_metric_diff,
+                f"|{export_summary['metric_torch']:.4f} - {export_summary['metric_onnx']:.4f}| = {gap:.4f} "
+                f"<= {g.max_onnx_metric_diff:.4f}",
+            )
+        )
+    int8 = export_summary.get("int8")
+    if int8:
+        drop = export_summary["metric_torch"] - int8["metric"]
+        checks += [
+            GateCheck(
+                "int8:agreement",
+                int8["agreement"] >= g.min_int8_agreement,
+                int8["agreement"],
+                g.min_int8_agreement,
+                f"{int8['agreement']:.4f} >= {g.min_int8_agreement:.4f}",
+            ),
+            GateCheck(
+                "int8:metric_drop",
+                drop <= g.max_int8_metric_drop,
+                drop,
+                g.max_int8_metric_drop,
+                f"{export_summary['metric_torch']:.4f} - {int8['metric']:.4f} = {drop:+.4f} "
+                f"<= {g.max_int8_metric_drop:.4f}",
+            ),
+        ]
+    return checks
 
 
-def rescore_champion(cfg: PipelineConfig, client: Any, version: Any, test: pd.DataFrame) -> dict[str, float] | None:
-    """The champion's metrics on *this* test split (not its old logged figures), via its ONNX graph.
-    None when its label set differs (the two cannot be compared)."""
-    from pipeline_lib.inference import OnnxPredictor
-
-    onnx_dir = registry.onnx_dir_for(cfg, client, version.name, version.version)
-    predictor = OnnxPredictor.from_dir(onnx_dir)
-    if list(predictor.labels) != list(cfg.data.labels):
-        return None
-    logits = predictor.logits(list(test["text"]))
-    y_true = label_indices(test["label"], cfg.data.labels)
-    return flat_metrics(classification_metrics(y_true, np.argmax(logits, axis=-1), cfg.data.labels))
+def budget_checks(cfg: PipelineConfig, size_mb: float, latency: dict[str, float] | None) -> list[GateCheck]:
+    """Model size and batch-1 CPU latency within the configured budgets (a None budget is not checked)."""
+    g, checks = cfg.gates, []
+    if g.max_model_mb is not None:
+        checks.append(
+            GateCheck(
+                "budget:size_mb",
+                size_mb <= g.max_model_mb,
+                size_mb,
+                g.max_model_mb,
+                f"{size_mb:.1f} MB <= {g.max_model_mb:.1f} MB",
+            )
+        )
+    for quantile, budget in (("p50", g.latency_p50_ms), ("p95", g.latency_p95_ms)):
+        if budget is not None and latency is not None:
+            value = latency[f"{quantile}_ms"]
+            checks.append(
+                GateCheck(
+                    f"budget:latency_{quantile}_ms",
+                    value <= budget,
+                    value,
+                    budget,
+                    f"{value:.2f} ms <= {budget:.1f} ms (batch 1, CPU, {latency['threads']} thread(s), "
+                    f"{latency['n']} texts)",
+                )
+            )
+    return checks
 
 
 def champion_check(
-    cfg: PipelineConfig, metrics: dict[str, float], champion: dict[str, float] | None, version: str
+    cfg: PipelineConfig, y_true: np.ndarray, pred: np.ndarray, champion: Champion, test: pd.DataFrame | None = None
 ) -> GateCheck:
-    """The challenger must beat the re-scored champion by the configured margin (ties never promote)."""
-    name = cfg.gates.compare_metric
-    if champion is None:
-        return GateCheck(f"beats_champion:{name}", False, None, None, f"champion v{version} has another label set")
-    delta = metrics[name] - champion[name]
-    margin = cfg.gates.min_improvement
-    passed = delta > 0 and delta >= margin
-    detail = (
-        f"{metrics[name]:.4f} vs champion v{version} {champion[name]:.4f} (delta {delta:+.4f}, need >= {margin:+.4f})"
+    """Paired bootstrap of challenger − champion on the compare metric: promote only when the challenger is
+    not significantly worse (CI lower bound > −tolerance) and beats the champion by the margin (ties never)."""
+    g, name = cfg.gates, cfg.gates.compare_metric
+    check_name = f"beats_champion:{name}"
+    if champion.pred is None:
+        return GateCheck(check_name, False, None, None, f"champion v{champion.version} has another label set")
+    boot = task_for(cfg.task).paired_bootstrap(  # resamples texts, or whole sentences for NER (needs `test`)
+        test,
+        y_true,
+        pred,
+        champion.pred,
+        list(cfg.data.labels),
+        name,
+        resamples=g.bootstrap_resamples,
+        confidence=g.bootstrap_confidence,
+        seed=g.bootstrap_seed,
     )
-    return GateCheck(f"beats_champion:{name}", passed, delta, margin, detail)
+    beats = boot.delta > 0 and boot.delta >= g.min_improvement
+    not_worse = boot.ci_low > -g.regression_tolerance
+    detail = (
+        f"{boot.challenger:.4f} vs champion v{champion.version} {boot.champion:.4f}: delta {boot.delta:+.4f} "
+        f"(need >= {g.min_improvement:+.4f}), {boot.confidence:.0%} CI [{boot.ci_low:+.4f}, {boot.ci_high:+.4f}] "
+        f"(low must be > {-g.regression_tolerance:+.4f}), P(not better) {boot.p_not_better:.3f}"
+    )
+    return GateCheck(check_name, beats and not_worse, boot.delta, g.min_improvement, detail, boot.to_dict())
 
 
-def gate(cfg: PipelineConfig, run: RunDir) -> GateResult:
-    """Floors, ONNX parity, and no regression against the current champion re-scored on this test split."""
+def slice_checks(
+    cfg: PipelineConfig, texts: list[str], y_true: np.ndarray, pred: np.ndarray, champion: Champion | None
+) -> list[GateCheck]:
+    """Per configured slice: a floor on the challenger and no regression against the re-scored champion."""
+    labels, checks = list(cfg.data.labels), []
+    for s in cfg.gates.slices:
+        mask = slice_mask(texts, s)
+        n = int(mask.sum())
+        if n == 0:
+            checks.append(GateCheck(f"slice:{s.name}", True, None, None, "no test rows in this slice: not checked"))
+            continue
+        value = fast_metric(y_true[mask], pred[mask], len(labels), s.metric, labels)
+        if s.floor is not None:
+            checks.append(
+                GateCheck(
+                    f"slice:{s.name}:floor",
+                    value >= s.floor,
+                    value,
+                    s.floor,
+                    f"{s.metric} {value:.4f} >= {s.floor:.4f} on {n} rows",
+                )
+            )
+        if s.no_regression and champion is not None and champion.pred is not None:
+            base = fast_metric(y_true[mask], champion.pred[mask], len(labels), s.metric, labels)
+            delta = value - base
+            checks.append(
+                GateCheck(
+                    f"slice:{s.name}:no_regression",
+                    delta >= -s.tolerance,
+                    delta,
+                    -s.tolerance,
+                    f"{s.metric} {value:.4f} vs champion v{champion.version} {base:.4f} (delta {delta:+.4f} "
+                    f">= {-s.tolerance:+.4f}) on {n} rows",
+                )
+            )
+    return checks
+
+
+# --- measurements --------------------------------------------------------------------------------------
+
+
+def onnx_predictions(onnx_dir: Path, texts: list[str], labels: list[str]) -> np.ndarray | None:
+    """Label indices from an exported ONNX folder; None when its label set differs from `labels`."""
+    from pipeline_lib.inference import OnnxPredictor
+
+    predictor = OnnxPredictor.from_dir(onnx_dir)
+    if list(predictor.labels) != list(labels):
+        return None
+    return np.argmax(predictor.logits(texts), axis=-1)
+
+
+def measure_latency(onnx_dir: Path, texts: list[str], threads: int, samples: int) -> dict[str, float]:
+    """p50/p95 milliseconds of tokenize + run for one text at a time, CPU provider, `threads` intra-op threads."""
+    from pipeline_lib.inference import OnnxPredictor
+
+    predictor = OnnxPredictor.from_dir(onnx_dir, num_threads=threads, cpu_only=True)
+    chosen = [texts[i % len(texts)] for i in range(samples)]
+    for text in chosen[:3]:  # warm-up
+        predictor.logits([text])
+    times = []
+    for text in chosen:
+        start = time.perf_counter()
+        predictor.logits([text])
+        times.append((time.perf_counter() - start) * 1000)
+    p50, p95 = np.percentile(times, [50, 95])
+    return {"p50_ms": round(float(p50), 3), "p95_ms": round(float(p95), 3), "n": len(times), "threads": threads}
+
+
+def current_champion(cfg: PipelineConfig, client: Any, texts: list[str], name: str | None = None) -> Champion | None:
+    """The champion of `name` (default: the configured model) re-scored on `texts` via its ONNX graph."""
+    name = name or cfg.registry.model_name
+    current = registry.alias_version(client, name, registry.CHAMPION)
+    if current is None:
+        return None
+    onnx_dir = registry.onnx_dir_for(cfg, client, name, str(current.version))
+    return Champion(str(current.version), current.run_id, onnx_predictions(onnx_dir, texts, list(cfg.data.labels)))
+
+
+# --- all checks ----------------------------------------------------------------------------------------
+
+
+def evaluate_gates(
+    cfg: PipelineConfig,
+    *,
+    test: pd.DataFrame,
+    pred: np.ndarray,
+    export_summary: dict[str, Any],
+    onnx_dir: Path,
+    champion: Champion | None,
+) -> GateResult:
+    """Every configured check for a challenger whose test-split predictions are `pred`."""
     start = time.perf_counter()
-    metrics = flat_metrics(read_json(run.metrics))
+    labels = list(cfg.data.labels)
+    texts = test["text"].astype(str).tolist()
+    task = task_for(cfg.task)  # what one entry of y_true / pred is (a text, or a word for NER) and its metrics
+    y_true = task.gold(test, labels)
+    metrics = task.gate_metrics(test, y_true, pred, labels)
     if cfg.gates.compare_metric not in metrics:
         raise ValueError(
             f"gates.compare_metric={cfg.gates.compare_metric}: unknown metric; known: {', '.join(sorted(metrics))}"
         )
-    checks = floor_checks(metrics, cfg.gates.floors) + parity_checks(cfg, read_json(run.export_summary))
-
-    client = registry.connect(cfg)
-    current = registry.alias_version(client, cfg.registry.model_name, registry.CHAMPION)
+    latency = None
+    if cfg.gates.latency_p50_ms is not None or cfg.gates.latency_p95_ms is not None:
+        latency = measure_latency(onnx_dir, texts, cfg.gates.latency_threads, cfg.gates.latency_samples)
+    checks = (
+        floor_checks(metrics, cfg.gates.floors)
+        + parity_checks(cfg, export_summary)
+        + budget_checks(cfg, export_summary["size_mb"], latency)
+    )
     champion_info = None
-    if current is None:
+    if champion is None:
         checks.append(GateCheck("beats_champion", True, None, None, "no champion yet: nothing to regress against"))
     else:
-        test = pd.read_parquet(run.split_file("test"))
-        rescored = rescore_champion(cfg, client, current, test)
-        checks.append(champion_check(cfg, metrics, rescored, str(current.version)))
-        champion_info = {"version": str(current.version), "run_id": current.run_id, "metrics": rescored}
-
-    result = GateResult(
+        checks.append(champion_check(cfg, y_true, pred, champion, test=test))
+        rescored = None
+        if champion.pred is not None:
+            rescored = task.gate_metrics(test, y_true, champion.pred, labels)
+        champion_info = {"version": champion.version, "run_id": champion.run_id, "metrics": rescored}
+    checks += slice_checks(cfg, texts, y_true, pred, champion)
+    return GateResult(
         passed=all(c.passed for c in checks),
         checks=checks,
         champion=champion_info,
         seconds=round(time.perf_counter() - start, 3),
+    )
+
+
+def gate(cfg: PipelineConfig, run: RunDir) -> GateResult:
+    """The gate step: this run's PyTorch test predictions against the champion re-scored on this test split."""
+    test = pd.read_parquet(run.split_file("test"))
+    pred = np.load(run.predictions).argmax(axis=-1)
+    champion = current_champion(cfg, registry.connect(cfg), test["text"].astype(str).tolist())
+    result = evaluate_gates(
+        cfg,
+        test=test,
+        pred=pred,
+        export_summary=read_json(run.export_summary),
+        onnx_dir=run.onnx_dir,
+        champion=champion,
     )
     write_json(run.gate_verdicts, result.to_dict())
     return result

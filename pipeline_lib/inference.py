@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
 META_FILE = "tunepipe.json"
 OUTPUT_NAME = "logits"
 DEFAULT_BATCH_SIZE = 32
@@ -70,8 +71,11 @@ class OnnxPredictor:
         self.input_names: list[str] = list(meta["input_names"])
 
     @classmethod
-    def from_dir(cls, path: str | Path, num_threads: int | None = None) -> OnnxPredictor:
-        """Load an ONNX folder written by the export step (model.onnx, tokenizer, tunepipe.json)."""
+    def from_dir(
+        cls, path: str | Path, num_threads: int | None = None, cpu_only: bool = False, graph: str = ONNX_FILE
+    ) -> OnnxPredictor:
+        """Load an ONNX folder written by the export step (model.onnx, tokenizer, tunepipe.json);
+        `graph` picks another graph of the folder (e.g. the int8 one), `cpu_only` skips CUDA."""
         import onnxruntime as ort
         from transformers import AutoTokenizer
 
@@ -79,11 +83,14 @@ class OnnxPredictor:
         meta_file = folder / META_FILE
         if not meta_file.is_file():
             raise FileNotFoundError(f"{meta_file} is missing: {folder} is not an exported ONNX folder")
+        if not (folder / graph).is_file():
+            raise FileNotFoundError(f"{folder / graph} is missing: the export did not write this graph")
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
         options = ort.SessionOptions()
         if num_threads is not None:
             options.intra_op_num_threads = num_threads
-        session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=onnx_providers())
+        providers = ["CPUExecutionProvider"] if cpu_only else onnx_providers()
+        session = ort.InferenceSession(str(folder / graph), options, providers=providers)
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         return cls(session, tokenizer, meta)
 
@@ -99,18 +106,26 @@ class OnnxPredictor:
         return self.session.run([OUTPUT_NAME], features)[0]
 
     def logits(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """Logits for `texts`, computed `batch_size` texts at a time."""
+        """Logits for `texts`, computed `batch_size` texts at a time (token classification: one row per
+        whitespace-separated word, all texts' words concatenated; see `pipeline_lib.ner`)."""
         texts = check_texts(texts)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if self.task == "token_classification":
+            from pipeline_lib.ner import pretokenized_logits
+
+            return pretokenized_logits(self, texts, batch_size)
         chunks = [self.run(self.encode(texts[i : i + batch_size])) for i in range(0, len(texts), batch_size)]
         return np.concatenate(chunks)
 
     def predict(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[dict[str, Any]]:
-        """One `{"text", "label", "probabilities": {label: p}}` per text."""
-        if self.task != "sequence_classification":
-            raise NotImplementedError(f"predict for task {self.task!r} is not implemented yet")
+        """One `{"text", "label", "probabilities": {label: p}}` per text (token classification:
+        `{"text", "entities": [{"type", "start", "end", "text", "score"}]}`)."""
         texts = check_texts(texts)
+        if self.task == "token_classification":
+            from pipeline_lib.ner import predict_entities
+
+            return predict_entities(self, texts, batch_size)
         probabilities = softmax(self.logits(texts, batch_size).astype(np.float64))
         return [
             {
@@ -137,7 +152,10 @@ def texts_from_input(model_input: Any) -> list[str]:
 
 
 def predictions_frame(predictions: list[dict[str, Any]], labels: list[str]) -> pd.DataFrame:
-    """Columns `label`, `probabilities` (a dict per row) and one `p_<label>` column per label."""
+    """Columns `label`, `probabilities` (a dict per row) and one `p_<label>` column per label (token
+    classification: `entities`, a JSON list of {type, start, end, text, score} per row)."""
+    if predictions and "entities" in predictions[0]:
+        return pd.DataFrame({"entities": [json.dumps(p["entities"]) for p in predictions]})
     frame = pd.DataFrame(
         {
             "label": [p["label"] for p in predictions],

@@ -115,3 +115,9 @@ def new_run(artifacts_root: str | Path) -> RunDir:
     root = Path(artifacts_root) / "runs" / f"{stamp}-{secrets.token_hex(3)}"
     root.mkdir(parents=True, exist_ok=False)
     return RunDir(root)
+
+
+def latest_unfinished_run(artifacts_root: str | Path) -> RunDir | None:
+    """The newest run directory that never registered a model (an interrupted run to resume)."""
+    runs = sorted((Path(artifacts_root) / "runs").glob("*/"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    return next((RunDir(p) for p in runs if not RunDir(p).registration.is_file()), None)

@@ -10,10 +10,11 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipeline_lib import registry
+from pipeline_lib import promotion, registry
 from pipeline_lib.config import PipelineConfig
 from pipeline_lib.layout import RunDir, read_json, write_json
 from pipeline_lib.metrics import flat_metrics
+from pipeline_lib.report import write_reports
 from pipeline_lib.versioning import data_fingerprint, git_state
 
 
@@ -102,6 +103,7 @@ def _log_run(cfg: PipelineConfig, run: RunDir, tags: dict[str, str]) -> tuple[st
             (run.train_history, "train"),
             (run.train_summary, "train"),
             (run.export_summary, "export"),
+            (run.split_file("test"), "data"),  # `tunepipe promote` re-gates on it
         ]:
             mlflow.log_artifact(str(path), folder)
         info = mlflow.pyfunc.log_model(name="model", **pyfunc_log_kwargs(run.onnx_dir))
@@ -114,8 +116,7 @@ def decide_alias(client: Any, cfg: PipelineConfig, gates: dict[str, Any]) -> tup
     compared = (gates.get("champion") or {}).get("version")
     current_version = str(current.version) if current is not None else None
     if not gates["passed"]:
-        failed = [f"{c['name']} ({c['detail']})" for c in gates["checks"] if not c["passed"]]
-        return False, "gates failed: " + "; ".join(failed), current
+        return False, promotion.failed_reason(gates), current
     if current_version != compared:
         return (
             False,
@@ -139,25 +140,27 @@ def register(cfg: PipelineConfig, run: RunDir) -> RegisterResult:
         promoted, reason, current = decide_alias(client, cfg, gates)
         previous = str(current.version) if current is not None else None
         alias = registry.CHAMPION if promoted else registry.CHALLENGER
-        replaced = registry.alias_version(client, cfg.registry.model_name, alias)
-        client.set_model_version_tag(cfg.registry.model_name, version.version, "promotion", reason)
-        client.set_registered_model_alias(cfg.registry.model_name, alias, version.version)
-        try:
-            registry.append_ledger(
-                client,
-                cfg.registry.model_name,
-                {
-                    "action": "promote" if promoted else "refuse",
-                    "version": str(version.version),
-                    "previous_champion": previous,
-                    "reason": reason,
-                    "gates": {c["name"]: c["passed"] for c in gates["checks"]},
-                    "run_id": run_id,
-                },
+        name, number = cfg.registry.model_name, str(version.version)
+        client.set_model_version_tag(name, number, "promotion", reason)
+        reports = write_reports(
+            cfg, run, name=name, version=number, alias=alias, reason=reason, run_id=run_id, tags=tags
+        )
+        for path in reports.values():
+            client.log_artifact(run_id, str(path), "report")
+        if promoted:  # the champion moves last, checked against the one the gates saw, and is ledgered
+            promotion.move_champion(
+                client, name, number, expected=previous, action="promote", reason=reason, gates=gates, run_id=run_id
             )
-        except BaseException:
-            registry.restore_alias(client, cfg.registry.model_name, alias, replaced)
-            raise
+        else:
+            replaced = registry.alias_version(client, name, alias)
+            client.set_registered_model_alias(name, alias, number)
+            try:
+                promotion.record(
+                    client, name, number, action="refuse", previous=previous, reason=reason, gates=gates, run_id=run_id
+                )
+            except BaseException:
+                registry.restore_alias(client, name, alias, replaced)
+                raise
     except BaseException:
         registry.delete_version_quietly(client, cfg.registry.model_name, version.version)
         raise

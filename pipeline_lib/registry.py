@@ -65,8 +65,15 @@ def connect(cfg: PipelineConfig) -> Any:
     from mlflow import MlflowClient
 
     uri = tracking_uri(cfg)
+    user_env = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    # MLflow also exports the URI to the environment; put the user's back, so the next config's store is honoured.
+    for key, value in user_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

@@ -47,7 +47,9 @@ def summarize(name: str, result: dict[str, Any]) -> str:
             f"({r['metric_for_best_model']}={_fmt(r['best_metric'])}), {r['precision']} on {r['device']}, "
             f"{r['train_samples_per_second']} samples/s"
         ),
-        "evaluate": lambda r: " ".join(f"{k}={_fmt(r['metrics'][k])}" for k in ("accuracy", "macro_f1")),
+        "evaluate": lambda r: " ".join(
+            f"{k}={_fmt(r['metrics'][k])}" for k in ("accuracy", "macro_f1", "entity_f1") if k in r["metrics"]
+        ),
         "export": lambda r: (
             f"{r['size_mb']:.1f} MB, max|dlogit| {r['max_abs_logit_diff']:.1e}, agreement {r['agreement']:.4f}"
         ),

@@ -14,6 +14,7 @@ import pandas as pd
 from pipeline_lib.config import PipelineConfig
 from pipeline_lib.layout import SPLITS, RunDir, read_json, write_json
 from pipeline_lib.modeling import load_tokenizer, resolve_model_source
+from pipeline_lib.task_types import task_for
 
 TOKENIZE_VERSION = "1"  # bump when the encoding below changes, to invalidate caches
 
@@ -31,9 +32,12 @@ class TokenizeResult:
         return asdict(self)
 
 
+CONTENT_COLUMNS = ("text", "label", "tokens", "tags")  # what a split's content is, for either task
+
+
 def split_content_hash(frame: pd.DataFrame) -> str:
-    """Hash of a split's text and labels (independent of Parquet metadata)."""
-    payload = frame[["text", "label"]].to_json(orient="values", force_ascii=False)
+    """Hash of a split's text and labels, or tokens and tags (independent of Parquet metadata)."""
+    payload = frame[[c for c in CONTENT_COLUMNS if c in frame.columns]].to_json(orient="values", force_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -47,6 +51,7 @@ def tokenize_cache_key(cfg: PipelineConfig, split_hashes: dict[str, str], tokeni
         TOKENIZE_VERSION,
         cfg.task,
         str(cfg.model.max_length),
+        str(cfg.model.stride),
         ",".join(cfg.data.labels),
         tokenizer_fingerprint(tokenizer),
         *(f"{split}={split_hashes[split]}" for split in SPLITS),
@@ -55,16 +60,21 @@ def tokenize_cache_key(cfg: PipelineConfig, split_hashes: dict[str, str], tokeni
 
 
 def encode_split(frame: pd.DataFrame, tokenizer: Any, cfg: PipelineConfig) -> Any:
-    """A `datasets.Dataset` of input ids, attention masks, lengths and label ids (no padding: the
-    collator pads each batch to its longest)."""
+    """A `datasets.Dataset` of input ids, attention masks, lengths and labels, encoded as the task says
+    (no padding: the collator pads each batch to its longest)."""
     from datasets import Dataset
 
+    return Dataset.from_dict(task_for(cfg.task).encode(frame, tokenizer, cfg))
+
+
+def encode_texts(frame: pd.DataFrame, tokenizer: Any, cfg: PipelineConfig) -> dict[str, list[Any]]:
+    """Sequence classification: one truncated encoding and one label id per text."""
     label_ids = {label: i for i, label in enumerate(cfg.data.labels)}
     encoded = tokenizer(list(frame["text"]), truncation=True, max_length=cfg.model.max_length)
     columns = {name: encoded[name] for name in tokenizer.model_input_names if name in encoded}
     columns["labels"] = [label_ids[label] for label in frame["label"]]
     columns["length"] = [len(ids) for ids in encoded["input_ids"]]
-    return Dataset.from_dict(columns)
+    return columns
 
 
 def tokenize(cfg: PipelineConfig, run: RunDir) -> TokenizeResult:

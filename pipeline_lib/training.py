@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-
-from pipeline_lib import hardware
+from pipeline_lib import adaptation, distributed, hardware
 from pipeline_lib.config import PipelineConfig
-from pipeline_lib.layout import RunDir, write_json
-from pipeline_lib.metrics import classification_metrics
+from pipeline_lib.layout import RunDir, read_json, write_json
 from pipeline_lib.modeling import load_classifier, load_tokenizer, resolve_model_source
+from pipeline_lib.task_types import task_for
 from pipeline_lib.tokenization import load_tokenized
 
 log = logging.getLogger(__name__)
@@ -37,15 +36,6 @@ class TrainResult:
         return asdict(self)
 
 
-def _compute_metrics(labels: list[str]):
-    def compute(eval_pred: Any) -> dict[str, float]:
-        logits, label_ids = eval_pred.predictions, eval_pred.label_ids
-        metrics = classification_metrics(label_ids, np.argmax(logits, axis=-1), labels)
-        return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
-
-    return compute
-
-
 def _epoch_logger():
     from transformers import TrainerCallback
 
@@ -54,7 +44,8 @@ def _epoch_logger():
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             shown = {k.removeprefix("eval_"): v for k, v in (metrics or {}).items()}
-            figures = " ".join(f"{k}={shown[k]:.4f}" for k in ("loss", "accuracy", "macro_f1") if k in shown)
+            names = ("loss", "accuracy", "macro_f1", "entity_f1", "token_accuracy")
+            figures = " ".join(f"{k}={shown[k]:.4f}" for k in names if k in shown)
             log.info("epoch %.2f step %d: validation %s", state.epoch, state.global_step, figures)
 
     return EpochLogger()
@@ -94,31 +85,39 @@ def training_arguments(cfg: PipelineConfig, run: RunDir, precision: str, device:
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        gradient_checkpointing=t.gradient_checkpointing,
+        torch_compile=t.compile,
+        ddp_backend="gloo" if device == "cpu" and distributed.in_worker() else None,
     )
 
 
 def train(cfg: PipelineConfig, run: RunDir) -> TrainResult:
     """Fine-tune on the train split, select on validation, keep the best checkpoint in `run.model_dir`."""
     import torch
-    from transformers import (
-        DataCollatorWithPadding,
-        EarlyStoppingCallback,
-        PrinterCallback,
-        Trainer,
-        set_seed,
-    )
+    from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, set_seed
+
+    if cfg.train.num_processes > 1 and not distributed.in_worker():
+        distributed.launch(cfg, run)
+        summary = read_json(run.train_summary)
+        return TrainResult(**{name: summary[name] for name in TrainResult.__dataclass_fields__})
 
     start = time.perf_counter()
     capability = hardware.detect()
     precision = hardware.resolve_precision(cfg.train.precision, capability)
-    torch.set_num_threads(cfg.train.num_threads or capability.cores)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    torch.set_num_threads(max(1, (cfg.train.num_threads or capability.cores) // world))
     set_seed(cfg.train.seed)
 
     source = resolve_model_source(cfg.model.name)
     tokenizer = load_tokenizer(source)
-    model = load_classifier(source, cfg.data.labels, cfg.task)
+    model, trainable = adaptation.prepare(load_classifier(source, cfg.data.labels, cfg.task), cfg.train, cfg.task)
+    log.info("trainable parameters (%s): %d of %d", trainable.strategy, trainable.trainable, trainable.total)
     data = load_tokenized(run)
+    task = task_for(cfg.task)
     callbacks = [_epoch_logger()]
+    if cfg.train.save_steps:
+        callbacks.append(_checkpoint_every(cfg.train.save_steps))
     if cfg.train.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
 
@@ -128,36 +127,87 @@ def train(cfg: PipelineConfig, run: RunDir) -> TrainResult:
         train_dataset=data["train"],
         eval_dataset=data["validation"],
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=_compute_metrics(cfg.data.labels),
+        data_collator=task.collator(tokenizer),
+        compute_metrics=task.compute_metrics(cfg, data["validation"]),
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)
-    output = trainer.train()
+    if task.eval_in_order:
+        evaluate_in_order(trainer)
+    resume_from = last_checkpoint(run) if cfg.train.resume else None
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    output = trainer.train(resume_from_checkpoint=resume_from)
+    if not trainer.is_world_process_zero():
+        return _result(cfg, trainer, output, precision, capability.device, start)
 
     shutil.rmtree(run.model_dir, ignore_errors=True)
-    trainer.save_model(str(run.model_dir))
+    adaptation.merged(trainer.model).save_pretrained(str(run.model_dir))
     tokenizer.save_pretrained(str(run.model_dir))
     history = epoch_history(trainer.state.log_history)
     write_json(run.train_history, history)
 
+    result = _result(cfg, trainer, output, precision, capability.device, start, history)
+    write_json(
+        run.train_summary,
+        {**result.to_dict(), "capability": capability.to_dict(), "trainable": trainable.to_dict(), "world_size": world},
+    )
+    shutil.rmtree(run.checkpoints, ignore_errors=True)
+    return result
+
+
+def _result(
+    cfg: PipelineConfig,
+    trainer: Any,
+    output: Any,
+    precision: str,
+    device: str,
+    start: float,
+    history: list | None = None,
+) -> TrainResult:
     state = trainer.state
     planned = cfg.train.max_steps if cfg.train.max_steps > 0 else state.max_steps
-    result = TrainResult(
+    return TrainResult(
         global_step=state.global_step,
         epochs_run=round(float(state.epoch or 0), 4),
-        best_epoch=_best_epoch(history, cfg.train.metric_for_best_model),
+        best_epoch=_best_epoch(history or [], cfg.train.metric_for_best_model),
         best_metric=state.best_metric,
         metric_for_best_model=cfg.train.metric_for_best_model,
         stopped_early=state.global_step < planned,
         precision=precision,
-        device=capability.device,
+        device=device,
         train_samples_per_second=round(float(output.metrics.get("train_samples_per_second", 0.0)), 3),
         seconds=round(time.perf_counter() - start, 3),
     )
-    write_json(run.train_summary, {**result.to_dict(), "capability": capability.to_dict()})
-    shutil.rmtree(run.checkpoints, ignore_errors=True)
-    return result
+
+
+def evaluate_in_order(trainer: Any) -> Any:
+    """Evaluate in dataset order: with `group_by_length`, transformers also groups *evaluation* batches by
+    length, and a metric that re-assembles windows into sentences needs the predictions in order."""
+    from torch.utils.data import SequentialSampler
+
+    trainer._get_eval_sampler = lambda dataset: None if dataset is None else SequentialSampler(dataset)
+    return trainer
+
+
+def last_checkpoint(run: RunDir) -> str | None:
+    """The newest complete Trainer checkpoint in the run directory, if any."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(run.checkpoints)) if run.checkpoints.is_dir() else None
+
+
+def _checkpoint_every(steps: int):
+    from transformers import TrainerCallback
+
+    class CheckpointEvery(TrainerCallback):
+        """A resumable checkpoint every `steps` optimizer steps, besides the per-epoch ones."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step % steps == 0:
+                control.should_save = True
+
+    return CheckpointEvery()
 
 
 def epoch_history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:

@@ -17,9 +17,10 @@ from typing import Any
 import pandas as pd
 
 from pipeline_lib.config import DataConfig, PipelineConfig
-from pipeline_lib.data.readers import DataFormatError, read_labelled_text
-from pipeline_lib.data.splits import assign_splits, subsample
+from pipeline_lib.data.readers import DataFormatError, read_data
+from pipeline_lib.data.splits import assign_splits
 from pipeline_lib.layout import SPLITS, RunDir, write_json
+from pipeline_lib.task_types import task_for
 
 SPLIT_FILE_COLUMNS = ["text", "label", "source", "row"]
 MAX_REPORTED = 20
@@ -77,38 +78,46 @@ def validate(cfg: PipelineConfig, run: RunDir) -> ValidateResult:
     splits: dict[str, pd.DataFrame] = {}
     gx_results: dict[str, Any] = {}
     dropped = 0
+    task = task_for(cfg.task)
+    warnings: list[ValidationFailure] = []
     try:
-        df = read_labelled_text(Path(data.path), data)
-        if data.drop_duplicates:
-            df, dropped = _drop_duplicates(df)
-        if data.drop_conflicting:
-            df, dropped_conflicting = _drop_conflicting(df)
-            dropped += dropped_conflicting
-        failures += _conflicting_labels(df)
+        df, dropped, prepare_failures = task.prepare(read_data(data, task.read), data)
+        failures += prepare_failures
         splits = assign_splits(df, data.split)
     except DataFormatError as exc:
         failures.append(ValidationFailure(exc.file, exc.row, None, "data_format", str(exc)))
     except FileNotFoundError as exc:
         failures.append(ValidationFailure(data.path, None, None, "data_format", str(exc)))
     if splits:
-        if data.max_train_rows:
-            train = subsample(splits["train"], data.max_train_rows, data.split.seed)
-            splits["train"] = train.reset_index(drop=True)
-        gx_results, gx_failures = _run_gx(splits, data)
-        failures += gx_failures + _leakage(splits) + _coverage(splits, data)
+        splits["train"] = task.limit_train(splits["train"], data, data.split.seed).reset_index(drop=True)
+        gx_results, gx_failures = task.check_splits(splits, data)
+        leaks = _leakage(splits)
+        (warnings if data.cross_split_duplicates == "warn" else failures).extend(leaks)
+        failures += gx_failures + task.coverage(splits, data)
     result = ValidateResult(
         passed=not failures,
         rows={name: len(frame) for name, frame in splits.items()},
-        label_counts={name: _label_counts(frame) for name, frame in splits.items()},
+        label_counts={name: task.label_counts(frame) for name, frame in splits.items()},
         dropped_duplicates=dropped,
         report_path=str(run.validation_report),
     )
-    _write_reports(run, result, failures, gx_results, data)
+    _write_reports(run, result, failures, gx_results, data, warnings)
     if failures:
         raise DataValidationError(failures, run.validation_report)
     for split, frame in splits.items():
-        _write_parquet(frame[SPLIT_FILE_COLUMNS], run.split_file(split))
+        _write_parquet(frame[list(task.split_columns)], run.split_file(split))
     return result
+
+
+def prepare_texts(df: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, int, list[ValidationFailure]]:
+    """Classification texts: drop repeats / conflicting texts as configured, report the remaining conflicts."""
+    dropped = 0
+    if data.drop_duplicates:
+        df, dropped = _drop_duplicates(df)
+    if data.drop_conflicting:
+        df, dropped_conflicting = _drop_conflicting(df)
+        dropped += dropped_conflicting
+    return df, dropped, _conflicting_labels(df)
 
 
 def normalise(text: str) -> str:
@@ -183,11 +192,6 @@ def _coverage(splits: dict[str, pd.DataFrame], data: DataConfig) -> list[Validat
     return failures
 
 
-def _label_counts(frame: pd.DataFrame) -> dict[str, int]:
-    counts = frame["label"].astype(object).fillna("<missing>").value_counts()
-    return {str(label): int(n) for label, n in sorted(counts.items())}
-
-
 def _expectations(data: DataConfig) -> list[Any]:
     import great_expectations as gx
 
@@ -205,17 +209,7 @@ def _expectations(data: DataConfig) -> list[Any]:
 
 def _run_gx(splits: dict[str, pd.DataFrame], data: DataConfig) -> tuple[dict[str, Any], list[ValidationFailure]]:
     """Run the expectation suite on each non-empty split in one ephemeral GX context."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = context.data_sources.add_pandas("tunepipe").add_dataframe_asset("splits")
-    suite = context.suites.add(gx.ExpectationSuite(name=data.name, expectations=_expectations(data)))
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name="validate", data=batch.add_batch_definition_whole_dataframe("all"), suite=suite)
-    )
+    definition = gx_definition(data.name, _expectations(data))
     results: dict[str, Any] = {}
     failures: list[ValidationFailure] = []
     for split, frame in splits.items():
@@ -228,6 +222,22 @@ def _run_gx(splits: dict[str, pd.DataFrame], data: DataConfig) -> tuple[dict[str
             if not check.success:
                 failures += _gx_failures(check, split, frame, data)
     return results, failures
+
+
+def gx_definition(name: str, expectations: list[Any]) -> Any:
+    """A GX validation definition of `expectations` over a whole pandas DataFrame, in an ephemeral context
+    (run it with `batch_parameters={"dataframe": frame}`)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch = context.data_sources.add_pandas("tunepipe").add_dataframe_asset("splits")
+    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
+    return context.validation_definitions.add(
+        gx.ValidationDefinition(name="validate", data=batch.add_batch_definition_whole_dataframe("all"), suite=suite)
+    )
 
 
 def _gx_failures(check: Any, split: str, frame: pd.DataFrame, data: DataConfig) -> list[ValidationFailure]:
@@ -272,10 +282,12 @@ def _write_reports(
     failures: list[ValidationFailure],
     gx_results: dict[str, Any],
     data: DataConfig,
+    warnings: list[ValidationFailure] | None = None,
 ) -> None:
     report = {
         **result.to_dict(),
         "failures": [asdict(failure) for failure in failures],
+        "warnings": [asdict(warning) for warning in warnings or []],
         "data": data.model_dump(mode="json"),
     }
     write_json(run.validation_report, report)

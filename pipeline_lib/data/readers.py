@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,18 @@ def read_labelled_text(path: Path, cfg: DataConfig) -> pd.DataFrame:
         raise FileNotFoundError(f"data path not found: {path} (data.path)")
     files = _data_files(path, cfg.format) if path.is_dir() else [path]
     return pd.concat([_read_file(file, cfg) for file in files], ignore_index=True)
+
+
+def read_data(data: DataConfig, read_file: Callable[[Path, DataConfig], pd.DataFrame] | None = None) -> pd.DataFrame:
+    """`data.path` read whole, or each of `data.files` (relative to `data.path`) read as its split."""
+    read_file = read_file or read_labelled_text
+    if not data.files:
+        return read_file(Path(data.path), data)
+    root = Path(data.path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data.path {root} is not a directory: data.files are read relative to it")
+    frames = [read_file(root / name, data).assign(split=split) for split, name in data.files.items()]
+    return pd.concat(frames, ignore_index=True)
 
 
 def _data_files(directory: Path, fmt: str) -> list[Path]:

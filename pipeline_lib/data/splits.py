@@ -69,7 +69,10 @@ def split_off(df: pd.DataFrame, size: float | int, seed: int, keep: int = 1) -> 
         return df, df.iloc[:0]
     if n_part >= len(df):
         return df.iloc[:0], df
-    strata = df["label"].astype(object).where(df["label"].notna(), _MISSING_LABEL).astype(str)
+    if "label" not in df.columns:  # tagged sentences: one stratum
+        strata = pd.Series("", index=df.index)
+    else:
+        strata = df["label"].astype(object).where(df["label"].notna(), _MISSING_LABEL).astype(str)
     counts = strata.value_counts()
     can_stratify = counts.min() >= 2 and min(n_part, len(df) - n_part) >= len(counts)
     rest, part = train_test_split(

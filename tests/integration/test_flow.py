@@ -82,7 +82,7 @@ def test_predict_matches_pyfunc_and_prints_probabilities(first_run: dict, in_wor
 
 
 def test_rerun_with_same_data_and_config_keeps_the_champion(first_run: dict, in_workspace: Path):
-    second = retrain(None, overrides())
+    second = retrain(None, overrides(), force=True)  # unchanged data and config: skipped without force
     reg = second["registered"]
     assert reg["version"] == "2" and reg["alias"] == "challenger" and not reg["promoted"]
     failed = [c for c in second["gate"]["checks"] if not c["passed"]]

@@ -59,3 +59,9 @@ def test_config_hash_is_stable_and_sensitive():
     a, b = load_config(None), load_config(None)
     assert a.config_hash() == b.config_hash()
     assert load_config(None, ["train.seed=7"]).config_hash() != a.config_hash()
+
+
+def test_config_hash_ignores_where_things_are_stored():
+    a = load_config(None)
+    b = load_config(None, ["paths.store=/elsewhere", "paths.artifacts=/tmp/x", "registry.tracking_uri=http://h:5000"])
+    assert a.config_hash() == b.config_hash()

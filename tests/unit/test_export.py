@@ -17,6 +17,7 @@ import torch
 
 from pipeline_lib.config import PipelineConfig
 from pipeline_lib.export import ExportResult, export
+from pipeline_lib.gates import parity_checks
 from pipeline_lib.layout import RunDir, read_json
 from pipeline_lib.modeling import load_classifier, load_tokenizer, resolve_model_source
 
@@ -56,7 +57,7 @@ def make_trained_run(root: Path, model_input_names: list[str] | None = None) -> 
 
 @pytest.fixture(scope="module")
 def cfg() -> PipelineConfig:
-    return PipelineConfig()
+    return PipelineConfig.model_validate({"export": {"optimize": True, "quantize_int8": True}})
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +83,16 @@ def test_onnx_folder_contents(exported: tuple[RunDir, ExportResult], cfg: Pipeli
     files = {p.name for p in run.onnx_dir.iterdir()}
     assert {"model.onnx", "tunepipe.json", "tokenizer.json", "tokenizer_config.json"} <= files
     assert not any(name.endswith(".data") for name in files), "external data must not be written"
-    assert read_json(run.onnx_dir / "tunepipe.json") == {
-        "task": "sequence_classification",
-        "labels": LABELS,
-        "max_length": cfg.model.max_length,
-        "input_names": ["input_ids", "attention_mask", "token_type_ids"],
-        "opset": cfg.export.opset,
-    }
+    assert (
+        read_json(run.onnx_dir / "tunepipe.json").items()
+        >= {
+            "task": "sequence_classification",
+            "labels": LABELS,
+            "max_length": cfg.model.max_length,
+            "input_names": ["input_ids", "attention_mask", "token_type_ids"],
+            "opset": cfg.export.opset,
+        }.items()
+    )
     assert result.onnx_path == str(run.onnx_dir / "model.onnx")
     assert 50 < result.size_mb < 200
     assert temp_dirs(run) == []
@@ -111,6 +115,18 @@ def test_parity_on_test_split(exported: tuple[RunDir, ExportResult]) -> None:
     assert result.metric_torch == result.metric_onnx
     assert result.n == len(TEST_ROWS)
     assert read_json(run.export_summary) == result.to_dict()
+
+
+def test_graph_is_optimized_and_int8_graph_has_its_own_parity(exported: tuple[RunDir, ExportResult]) -> None:
+    run, result = exported
+    ops = {node.op_type for node in onnx.load(str(run.onnx_dir / "model.onnx")).graph.node}
+    assert "SkipLayerNormalization" in ops and result.optimizer["SkipLayerNormalization"] == 12
+    int8_ops = {node.op_type for node in onnx.load(str(run.onnx_dir / "model.int8.onnx")).graph.node}
+    assert "DynamicQuantizeLinear" in int8_ops or "MatMulInteger" in int8_ops
+    assert result.int8["size_mb"] < result.size_mb / 2
+    assert 0 <= result.int8["agreement"] <= 1 and result.int8["max_abs_logit_diff"] > result.max_abs_logit_diff
+    names = [c.name for c in parity_checks(PipelineConfig(), result.to_dict())]
+    assert names[-2:] == ["int8:agreement", "int8:metric_drop"]
 
 
 def test_unknown_metric_fails_before_exporting(exported: tuple[RunDir, ExportResult]) -> None:
@@ -168,3 +184,15 @@ def test_killed_export_leaves_previous_folder_and_reexport_recovers(
     assert set(graph_dims(run.onnx_dir / "model.onnx")) == {"input_ids", "attention_mask", "logits"}
     assert result.max_abs_logit_diff < 1e-3
     assert result.agreement == 1.0
+
+
+def test_torchscript_exporter_gives_fused_attention_with_parity(tmp_path: Path) -> None:
+    run = make_trained_run(tmp_path / "run")
+    result = export(PipelineConfig.model_validate({"export": {"exporter": "torchscript", "quantize_int8": True}}), run)
+    ops = {node.op_type for node in onnx.load(str(run.onnx_dir / "model.onnx")).graph.node}
+    assert result.optimizer["Attention"] == 6 and "Attention" in ops
+    assert result.max_abs_logit_diff < 1e-3 and result.agreement == 1.0
+    dims = graph_dims(run.onnx_dir / "model.onnx")
+    assert all(isinstance(d, str) for d in dims["input_ids"]) and dims["logits"][1] == len(LABELS)
+    assert read_json(run.onnx_dir / "tunepipe.json")["exporter"] == "torchscript"
+    assert result.int8["size_mb"] < result.size_mb / 2 and result.int8["agreement"] >= 0.5

@@ -98,6 +98,13 @@ def test_missing_folder_is_explained(tmp_path: Path) -> None:
         OnnxPredictor.from_dir(tmp_path)
 
 
+def test_other_graph_and_cpu_only(onnx_dir: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"model\.int8\.onnx is missing"):
+        OnnxPredictor.from_dir(onnx_dir, graph="model.int8.onnx")
+    cpu = OnnxPredictor.from_dir(onnx_dir, num_threads=1, cpu_only=True)
+    assert cpu.session.get_providers() == ["CPUExecutionProvider"]
+
+
 def test_cpu_provider_always_offered() -> None:
     providers = onnx_providers()
     assert providers[-1] == "CPUExecutionProvider"

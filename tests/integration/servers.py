@@ -1,0 +1,108 @@
+"""Real servers for integration tests: free ports on 127.0.0.1, started as child processes in their own
+process group, waited on until healthy, and always stopped (the group, by its id) on the way out."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BIN = str(Path(sys.executable).parent)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This environment with the venv's executables first on PATH and no inherited server URLs."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
+    env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def child(args: list[str], log: Path, env: dict[str, str], cwd: Path | None = None) -> Iterator[subprocess.Popen]:
+    """Run `args` in a new session; on exit SIGTERM its process group, then SIGKILL after 20 s."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield proc
+        finally:
+            _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    """Poll `url` until it answers 200; fail with the server's log if it exits or never answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{' '.join(map(str, proc.args))} exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not healthy after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def prefect_server(home: Path, log: Path) -> Iterator[str]:
+    """`prefect server start` on a free port with its own PREFECT_HOME (sqlite); yields the API URL."""
+    port = free_port()
+    env = child_env(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_SERVER_UI_ENABLED="false")
+    args = [f"{BIN}/prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"]
+    with child(args, log, env) as proc:
+        url = f"http://127.0.0.1:{port}/api"
+        wait_healthy(f"{url}/health", proc, log)
+        yield url
+
+
+@contextmanager
+def mlflow_server(root: Path, log: Path) -> Iterator[str]:
+    """`mlflow server` with a sqlite backend and a local artifact root; yields the tracking URI."""
+    port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    args = [
+        f"{BIN}/mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    with child(args, log, child_env(MLFLOW_DISABLE_TELEMETRY="true")) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(f"{url}/health", proc, log, timeout=120)
+        yield url
