@@ -125,7 +125,7 @@ def step(
     from pipeline_lib.layout import RunDir
     from pipeline_lib.steps import run_step, summarize
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     with _user_errors():
         cfg = _load(config, overrides)
         start = time.perf_counter()
@@ -151,7 +151,8 @@ def predict(
         version = registry.resolve(client, registry.ModelRef.parse(model))
         predictor = OnnxPredictor.from_dir(registry.onnx_dir_for(cfg, client, version.name, version.version))
         for row in predictor.predict(texts):
-            typer.echo(json.dumps({**row, "model": f"{version.name}/{version.version}"}))
+            runtime = predictor.meta.get("runtime", "onnxruntime-fp32")
+            typer.echo(json.dumps({**row, "model": f"{version.name}/{version.version}", "runtime": runtime}))
 
 
 @app.command()
@@ -173,6 +174,15 @@ def lineage(
     typer.echo(f"  git {info['git']['commit']} dirty={info['git']['dirty']}  config {info['config_hash']}")
     typer.echo(f"  data {info['data']['path']} md5={info['data']['md5']} splits={info['data']['splits']}")
     typer.echo("  metrics " + " ".join(f"{k}={v:.4f}" for k, v in sorted(info["metrics"].items()) if "." not in k))
+    typer.echo(f"  trained with {info['precision']} on {info['device']} ({info['capability']})")
+    if info.get("runtime"):
+        typer.echo(f"  serving runtime: {info['runtime']['chosen']} (chosen by measurement)")
+        for row in [*info["runtime"]["candidates"], *info["runtime"]["references"]]:
+            eligible = {True: "eligible", False: "over the metric budget"}.get(row.get("eligible"), "reference")
+            typer.echo(
+                f"    {row['runtime']:<26} {row['p50_ms_batch1']:>9.2f} ms @1  "
+                f"{row['samples_per_s_batch32']:>8.1f}/s @32  {eligible}"
+            )
     typer.echo(f"  promotion: {info['promotion']}")
 
 
@@ -266,7 +276,7 @@ def serve(
     A new champion is picked up without a restart."""
     from pipeline_lib.serving import ModelWatcher, create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     with _user_errors():
         app_ = create_app(ModelWatcher(_load(config, overrides), model, refresh))
     import uvicorn

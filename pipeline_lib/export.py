@@ -51,6 +51,7 @@ class ExportResult:
     seconds: float
     optimizer: dict[str, int] | None = None  # fused operators counted by onnxruntime's transformer optimizer
     int8: dict[str, float] | None = None  # parity and size of the dynamically quantized graph, when written
+    runtime: dict[str, Any] | None = None  # the serving runtime chosen by measurement, with its timing table
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +89,7 @@ def export(cfg: PipelineConfig, run: RunDir) -> ExportResult:
                 task.parity(model, OnnxPredictor.from_dir(staged, graph=INT8_FILE), run, labels, metric_name),
                 staged / INT8_FILE,
             )
+        runtime = choose_runtime(cfg, staged, run, model, tokenizer, parity) if cfg.export.select_runtime else None
         run.export_summary.unlink(missing_ok=True)
         publish_dir(staged, run.onnx_dir)
     onnx_path = run.onnx_dir / ONNX_FILE
@@ -98,6 +100,7 @@ def export(cfg: PipelineConfig, run: RunDir) -> ExportResult:
         seconds=round(time.perf_counter() - start, 3),
         optimizer=fused,
         int8=int8,
+        runtime=runtime,
         **parity,
     )
     write_json(run.export_summary, result.to_dict())
@@ -266,6 +269,25 @@ def optimize_graph(path: Path, config: Any) -> dict[str, int]:
     )
     optimized.save_model_to_file(str(path))
     return {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
+
+
+def choose_runtime(
+    cfg: PipelineConfig, staged: Path, run: RunDir, model: Any, tokenizer: Any, parity: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Build the int8 candidate (when not already built), then time and judge every graph (classification only)."""
+    if cfg.task != "sequence_classification":
+        return None
+    from pipeline_lib import runtimes
+
+    labels = model_labels(model, cfg.data.labels)
+    candidates = {"onnxruntime-fp32": (ONNX_FILE, parity["metric_onnx"])}
+    if not (staged / INT8_FILE).is_file():
+        quantize_int8(staged / ONNX_FILE, staged / INT8_FILE)
+    texts, y_true = read_test_split(run, labels)
+    int8_logits = OnnxPredictor.from_dir(staged, graph=INT8_FILE, cpu_only=True).logits(texts)
+    int8_metric = task_metric(y_true, int8_logits, labels, cfg.gates.compare_metric)
+    candidates["onnxruntime-int8-dynamic"] = (INT8_FILE, int8_metric)
+    return runtimes.select(cfg, staged, candidates, texts, parity["metric_torch"], model, tokenizer)
 
 
 def quantize_int8(source: Path, target: Path) -> Path:

@@ -72,7 +72,7 @@ class OnnxPredictor:
 
     @classmethod
     def from_dir(
-        cls, path: str | Path, num_threads: int | None = None, cpu_only: bool = False, graph: str = ONNX_FILE
+        cls, path: str | Path, num_threads: int | None = None, cpu_only: bool = False, graph: str | None = None
     ) -> OnnxPredictor:
         """Load an ONNX folder written by the export step (model.onnx, tokenizer, tunepipe.json);
         `graph` picks another graph of the folder (e.g. the int8 one), `cpu_only` skips CUDA."""
@@ -83,9 +83,10 @@ class OnnxPredictor:
         meta_file = folder / META_FILE
         if not meta_file.is_file():
             raise FileNotFoundError(f"{meta_file} is missing: {folder} is not an exported ONNX folder")
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        graph = graph or meta.get("graph", ONNX_FILE)  # the runtime the export chose by measurement
         if not (folder / graph).is_file():
             raise FileNotFoundError(f"{folder / graph} is missing: the export did not write this graph")
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
         options = ort.SessionOptions()
         if num_threads is not None:
             options.intra_op_num_threads = num_threads

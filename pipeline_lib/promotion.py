@@ -77,26 +77,27 @@ def move_champion(
 ) -> None:
     """Point `champion` at `version` if it still points at `expected`, then ledger the move (undone if the
     ledger cannot be written)."""
-    current = registry.alias_version(client, name, registry.CHAMPION)
-    seen = None if current is None else str(current.version)
-    if seen != expected:
-        raise PromotionError(f"{name}: champion changed from v{expected} to v{seen} meanwhile; nothing was moved")
-    client.set_registered_model_alias(name, registry.CHAMPION, str(version))
-    try:
-        record(
-            client,
-            name,
-            version,
-            action=action,
-            previous=expected,
-            reason=reason,
-            gates=gates,
-            force=force,
-            run_id=run_id,
-        )
-    except BaseException:
-        registry.restore_alias(client, name, registry.CHAMPION, current)
-        raise
+    with registry.alias_lock(name):
+        current = registry.alias_version(client, name, registry.CHAMPION)
+        seen = None if current is None else str(current.version)
+        if seen != expected:
+            raise PromotionError(f"{name}: champion changed from v{expected} to v{seen} meanwhile; nothing was moved")
+        client.set_registered_model_alias(name, registry.CHAMPION, str(version))
+        try:
+            record(
+                client,
+                name,
+                version,
+                action=action,
+                previous=expected,
+                reason=reason,
+                gates=gates,
+                force=force,
+                run_id=run_id,
+            )
+        except BaseException:
+            registry.restore_alias(client, name, registry.CHAMPION, current)
+            raise
 
 
 def record(

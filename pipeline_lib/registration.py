@@ -78,7 +78,15 @@ def _log_run(cfg: PipelineConfig, run: RunDir, tags: dict[str, str]) -> tuple[st
         mlflow.set_tags(tags)
         mlflow.log_params({k: str(v)[:500] for k, v in flatten("", cfg.model_dump(mode="json")).items()})
         mlflow.log_params(
-            {"resolved.precision": train_summary["precision"], "resolved.device": train_summary["device"]}
+            {
+                "resolved.precision": train_summary["precision"],
+                "resolved.device": train_summary["device"],
+                "resolved.device_name": train_summary.get("capability", {}).get("device_name"),
+                "resolved.bf16_hardware": train_summary.get("capability", {}).get("bf16"),
+                "resolved.cpu_bf16_flags": ",".join(train_summary.get("capability", {}).get("cpu_flags", [])) or "-",
+                "resolved.world_size": train_summary.get("world_size", 1),
+                "resolved.trainable": (train_summary.get("trainable") or {}).get("strategy", "none"),
+            }
         )
         for row in read_json(run.train_history):
             step = round(row["epoch"] * 1000)
@@ -148,10 +156,14 @@ def register(cfg: PipelineConfig, run: RunDir) -> RegisterResult:
         for path in reports.values():
             client.log_artifact(run_id, str(path), "report")
         if promoted:  # the champion moves last, checked against the one the gates saw, and is ledgered
-            promotion.move_champion(
-                client, name, number, expected=previous, action="promote", reason=reason, gates=gates, run_id=run_id
-            )
-        else:
+            try:
+                promotion.move_champion(
+                    client, name, number, expected=previous, action="promote", reason=reason, gates=gates, run_id=run_id
+                )
+            except promotion.PromotionError as exc:  # another run promoted meanwhile: this one stays a challenger
+                promoted, alias, reason = False, registry.CHALLENGER, str(exc)
+                client.set_model_version_tag(name, number, "promotion", reason)
+        if not promoted:
             replaced = registry.alias_version(client, name, alias)
             client.set_registered_model_alias(name, alias, number)
             try:
@@ -209,8 +221,14 @@ def lineage(cfg: PipelineConfig, ref: str) -> dict[str, Any]:
         },
         "config_hash": tags.get("config.hash"),
         "config": yaml.safe_load(config_text),
+        "runtime": _load_json_artifact(version.run_id, "export/summary.json").get("runtime"),
         "precision": mlrun.data.params.get("resolved.precision"),
         "device": mlrun.data.params.get("resolved.device"),
+        "capability": {
+            key.removeprefix("resolved."): value
+            for key, value in mlrun.data.params.items()
+            if key.startswith("resolved.")
+        },
     }
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -189,3 +192,25 @@ def delete_version_quietly(client: Any, name: str, version: str) -> None:
 
     with contextlib.suppress(Exception):
         client.delete_model_version(name, version)
+
+
+@contextmanager
+def alias_lock(name: str) -> Iterator[None]:
+    """Serialise check-and-move of an alias between processes sharing a local sqlite store (an OS file lock beside
+    the database). MLflow offers no compare-and-swap: against a remote tracking server, give the retrain deployment
+    a Prefect concurrency limit of 1 instead (see infra/README.md)."""
+    import fcntl
+
+    import mlflow
+
+    uri = mlflow.get_registry_uri() or ""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock_path = Path(uri.removeprefix("sqlite:///")).with_suffix(f".{hashlib.md5(name.encode()).hexdigest()[:12]}.lock")
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

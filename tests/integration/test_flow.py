@@ -62,6 +62,10 @@ def test_first_run_registers_champion_with_lineage(first_run: dict, in_workspace
     assert info["config_hash"] == load_config(None, overrides()).config_hash()
     assert info["git"]["commit"]
     assert info["precision"] in ("fp32", "bf16")
+    assert info["runtime"]["chosen"] in {row["runtime"] for row in info["runtime"]["candidates"]}
+    text = runner.invoke(app, ["lineage", f"{NAME}@champion", *cli_sets()])
+    assert text.exit_code == 0 and f"serving runtime: {info['runtime']['chosen']}" in text.output
+    assert info["capability"]["bf16_hardware"] in ("True", "False") and info["capability"]["world_size"] == "1"
 
 
 def test_predict_matches_pyfunc_and_prints_probabilities(first_run: dict, in_workspace: Path):

@@ -1,0 +1,37 @@
+"""The serving runtime is chosen by measurement and is what `OnnxPredictor.from_dir` loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline_lib.config import PipelineConfig
+from pipeline_lib.export import export
+from pipeline_lib.inference import OnnxPredictor
+
+from .test_export import make_trained_run
+
+
+@pytest.mark.parametrize("budget", [0.0, 1.0])
+def test_export_times_each_graph_and_records_the_fastest_eligible(tmp_path: Path, budget: float):
+    cfg = PipelineConfig.model_validate(
+        {"export": {"select_runtime": True, "runtime_metric_budget": budget, "runtime_timing_sentences": 8}}
+    )
+    run = make_trained_run(tmp_path)
+    table = export(cfg, run).runtime
+    rows = {row["runtime"]: row for row in table["candidates"]}
+    assert set(rows) == {"onnxruntime-fp32", "onnxruntime-int8-dynamic"}
+    assert {ref["runtime"] for ref in table["references"]} == {"pytorch-fp32", "pytorch-bf16"}
+    for row in [*rows.values(), *table["references"]]:
+        assert row["p50_ms_batch1"] > 0 and row["samples_per_s_batch32"] > 0
+    for row in rows.values():
+        assert row["eligible"] == (row["metric"] >= table["metric_torch"] - budget)
+    eligible = [row for row in rows.values() if row["eligible"]]
+    assert table["chosen"] == min(eligible, key=lambda r: (r["p50_ms_batch1"], -r["samples_per_s_batch32"]))["runtime"]
+
+    meta = json.loads((run.onnx_dir / "tunepipe.json").read_text())
+    assert meta["graph"] == rows[table["chosen"]]["graph"] and meta["runtime"] == table["chosen"]
+    predictor = OnnxPredictor.from_dir(run.onnx_dir)
+    assert Path(predictor.session._model_path).name == meta["graph"]
