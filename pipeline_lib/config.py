@@ -180,6 +180,7 @@ class ExportConfig(_Section):
     quantize_int8: bool = False  # also write a dynamically int8-quantized graph, with its own parity gate
     select_runtime: bool = True  # time fp32 and int8 graphs here and serve the fastest within the metric budget
     runtime_metric_budget: float = Field(0.005, ge=0)  # 0.005 = 0.5 point of the task metric below PyTorch
+    runtime_min_agreement: float = Field(0.99, ge=0, le=1)  # served labels must agree with PyTorch's this often
     runtime_timing_sentences: int = Field(64, ge=4)  # real test sentences timed at batch 1
 
 

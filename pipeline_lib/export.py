@@ -280,13 +280,15 @@ def choose_runtime(
     from pipeline_lib import runtimes
 
     labels = model_labels(model, cfg.data.labels)
-    candidates = {"onnxruntime-fp32": (ONNX_FILE, parity["metric_onnx"])}
+    candidates = {"onnxruntime-fp32": (ONNX_FILE, parity["metric_onnx"], parity["agreement"])}
     if not (staged / INT8_FILE).is_file():
         quantize_int8(staged / ONNX_FILE, staged / INT8_FILE)
     texts, y_true = read_test_split(run, labels)
     int8_logits = OnnxPredictor.from_dir(staged, graph=INT8_FILE, cpu_only=True).logits(texts)
     int8_metric = task_metric(y_true, int8_logits, labels, cfg.gates.compare_metric)
-    candidates["onnxruntime-int8-dynamic"] = (INT8_FILE, int8_metric)
+    fp32_labels = OnnxPredictor.from_dir(staged, graph=ONNX_FILE, cpu_only=True).logits(texts).argmax(-1)
+    agreement = float((int8_logits.argmax(-1) == fp32_labels).mean())
+    candidates["onnxruntime-int8-dynamic"] = (INT8_FILE, int8_metric, agreement)
     return runtimes.select(cfg, staged, candidates, texts, parity["metric_torch"], model, tokenizer)
 
 

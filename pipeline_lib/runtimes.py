@@ -56,14 +56,14 @@ def torch_reference(model: Any, tokenizer: Any, max_length: int, bf16: bool) -> 
 def select(
     cfg: PipelineConfig,
     folder: Path,
-    candidates: dict[str, tuple[str, float]],
+    candidates: dict[str, tuple[str, float, float]],
     texts: list[str],
     metric_torch: float,
     model: Any,
     tokenizer: Any,
 ) -> dict[str, Any]:
-    """Time and judge each candidate `{name: (graph file, task metric)}`, record the fastest eligible one in the
-    folder's tunepipe.json, and return the table."""
+    """Time and judge each candidate `{name: (graph file, task metric, label agreement with PyTorch)}`, record the
+    fastest eligible one in the folder's tunepipe.json, and return the table."""
     import torch
 
     threads = cfg.train.num_threads or usable_cores()
@@ -72,14 +72,15 @@ def select(
     rounds = len(texts)
     budget = cfg.export.runtime_metric_budget
     rows = []
-    for name, (graph, metric) in candidates.items():
+    for name, (graph, metric, agreement) in candidates.items():
         predictor = OnnxPredictor.from_dir(folder, num_threads=threads, cpu_only=True, graph=graph)
-        eligible = metric >= metric_torch - budget
+        eligible = metric >= metric_torch - budget and agreement >= cfg.export.runtime_min_agreement
         rows.append(
             {
                 "runtime": name,
                 "graph": graph,
                 "metric": round(metric, 6),
+                "agreement": round(agreement, 6),
                 "eligible": eligible,
                 **speed(predictor.logits, texts, rounds),
             }

@@ -113,5 +113,9 @@ def test_same_seed_gives_identical_training_on_cpu(in_workspace: Path, tmp_path:
         run = RunDir(tmp_path / name)
         for step in ("validate", "tokenize", "train", "evaluate"):
             run_step(step, cfg, run)
-        outcomes.append((json.loads(run.train_history.read_text()), json.loads(run.metrics.read_text())))
+        history = [
+            {k: v for k, v in row.items() if "runtime" not in k and "per_second" not in k}  # timings differ
+            for row in json.loads(run.train_history.read_text())
+        ]
+        outcomes.append((history, json.loads(run.metrics.read_text())))
     assert outcomes[0] == outcomes[1]
