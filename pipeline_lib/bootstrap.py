@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -63,14 +64,34 @@ def paired_bootstrap(
     if not (len(y_true) == len(a) == len(b)) or len(y_true) == 0:
         raise ValueError(f"paired bootstrap needs equal, non-empty arrays; got {len(y_true)}, {len(a)}, {len(b)}")
     k = len(labels)
-    score_a, score_b = fast_metric(y_true, a, k, metric, labels), fast_metric(y_true, b, k, metric, labels)
+    return resample_delta(
+        len(y_true),
+        lambda idx: fast_metric(y_true[idx], a[idx], k, metric, labels),
+        lambda idx: fast_metric(y_true[idx], b[idx], k, metric, labels),
+        metric,
+        resamples,
+        confidence,
+        seed,
+    )
+
+
+def resample_delta(
+    n: int,
+    score_challenger: Callable[[np.ndarray], float],
+    score_champion: Callable[[np.ndarray], float],
+    metric: str,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> PairedBootstrap:
+    """The paired bootstrap itself: score both models on the same resampled units (rows or sentences)."""
+    everything = np.arange(n)
+    score_a, score_b = score_challenger(everything), score_champion(everything)
     rng = np.random.default_rng(seed)
     deltas = np.empty(resamples)
     for i in range(resamples):
-        idx = rng.integers(0, len(y_true), len(y_true))
-        deltas[i] = fast_metric(y_true[idx], a[idx], k, metric, labels) - fast_metric(
-            y_true[idx], b[idx], k, metric, labels
-        )
+        idx = rng.integers(0, n, n)
+        deltas[i] = score_challenger(idx) - score_champion(idx)
     tail = (1 - confidence) / 2
     low, high = np.quantile(deltas, [tail, 1 - tail])
     return PairedBootstrap(
@@ -83,7 +104,7 @@ def paired_bootstrap(
         confidence=confidence,
         p_not_better=float((deltas <= 0).mean()),
         resamples=resamples,
-        n=len(y_true),
+        n=n,
     )
 
 

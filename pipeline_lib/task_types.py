@@ -297,7 +297,7 @@ class TokenClassification:
         seed: int = 0,
     ) -> Any:
         """challenger − champion on an entity metric, resampling whole sentences (entities never straddle them)."""
-        from pipeline_lib.bootstrap import PairedBootstrap
+        from pipeline_lib.bootstrap import resample_delta
         from pipeline_lib.ner import entity_types, metric_from_counts, sentence_counts
 
         types = entity_types(labels)
@@ -308,26 +308,14 @@ class TokenClassification:
         def score(counts: np.ndarray, tokens: np.ndarray, idx: Any) -> float:
             return metric_from_counts(counts[idx].sum(axis=0), tokens[idx].sum(axis=0), metric, types)
 
-        everything = np.arange(len(gold))
-        score_a, score_b = score(ca, ta, everything), score(cb, tb, everything)
-        rng = np.random.default_rng(seed)
-        deltas = np.empty(resamples)
-        for i in range(resamples):
-            idx = rng.integers(0, len(gold), len(gold))
-            deltas[i] = score(ca, ta, idx) - score(cb, tb, idx)
-        tail = (1 - confidence) / 2
-        low, high = np.quantile(deltas, [tail, 1 - tail])
-        return PairedBootstrap(
-            metric=metric,
-            challenger=score_a,
-            champion=score_b,
-            delta=score_a - score_b,
-            ci_low=float(low),
-            ci_high=float(high),
-            confidence=confidence,
-            p_not_better=float((deltas <= 0).mean()),
-            resamples=resamples,
-            n=len(gold),
+        return resample_delta(
+            len(gold),
+            lambda idx: score(ca, ta, idx),
+            lambda idx: score(cb, tb, idx),
+            metric,
+            resamples,
+            confidence,
+            seed,
         )
 
     # helpers
