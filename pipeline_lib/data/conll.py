@@ -9,7 +9,6 @@ Every sentence keeps `source` and `row` (its first line) so that errors point at
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline_lib.config import DataConfig
-from pipeline_lib.data.readers import DataFormatError, _decode
+from pipeline_lib.data.readers import DataFormatError, _decode, jsonl_objects
 
 COLUMNS = ("tokens", "tags", "text", "split", "source", "row")
 DOCSTART = "-DOCSTART-"
@@ -101,17 +100,7 @@ def _read_conll(file: Path) -> Iterable[dict[str, Any]]:
 
 
 def _read_jsonl(file: Path) -> Iterable[dict[str, Any]]:
-    for number, line in enumerate(_decode(file).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(
-                file, f"not valid JSON ({exc.msg})", row=number, expected="one JSON object per line"
-            ) from None
-        if not isinstance(obj, dict):
-            raise DataFormatError(file, f"found a JSON {type(obj).__name__}", row=number, expected="a JSON object")
+    for number, obj in jsonl_objects(file):
         record: dict[str, Any] = {"row": number, "split": obj.get("split")}
         for key in ("tokens", "tags"):
             value = obj.get(key)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,8 +197,8 @@ def _csv_record(file: Path, row: int, header: list[str], fields: list[str], cfg:
     return _Record(row, values[cfg.text_column], values[cfg.label_column], values.get(cfg.split_column))
 
 
-def _read_jsonl(file: Path, cfg: DataConfig) -> Iterable[_Record]:
-    records, keys = [], set()
+def jsonl_objects(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each non-blank line of a JSONL file as `(line number, object)`; a bad line names its number."""
     for number, line in enumerate(_decode(file).split("\n"), start=1):
         if not line.strip():
             continue
@@ -211,6 +211,12 @@ def _read_jsonl(file: Path, cfg: DataConfig) -> Iterable[_Record]:
         if not isinstance(obj, dict):
             found = f"found a JSON {type(obj).__name__}"
             raise DataFormatError(file, found, row=number, expected="a JSON object")
+        yield number, obj
+
+
+def _read_jsonl(file: Path, cfg: DataConfig) -> Iterable[_Record]:
+    records, keys = [], set()
+    for number, obj in jsonl_objects(file):
         keys.update(obj)
         text, label, split = (obj.get(c) for c in (cfg.text_column, cfg.label_column, cfg.split_column))
         records.append(_Record(number, text, label, split))
