@@ -150,7 +150,13 @@ def train(cfg: PipelineConfig, run: RunDir) -> TrainResult:
     result = _result(cfg, trainer, output, precision, capability.device, start, history)
     write_json(
         run.train_summary,
-        {**result.to_dict(), "capability": capability.to_dict(), "trainable": trainable.to_dict(), "world_size": world},
+        {
+            **result.to_dict(),
+            "capability": capability.to_dict(),
+            "trainable": trainable.to_dict(),
+            "world_size": world,
+            "train_loop_seconds": round(float(output.metrics.get("train_runtime", 0.0)), 3),  # Trainer.train() only
+        },
     )
     shutil.rmtree(run.checkpoints, ignore_errors=True)
     return result
