@@ -34,6 +34,22 @@ def machine() -> str:
     return f"{cpu}, {cap.cores} cores ({flags}), {mem_kb / 2**20:.0f} GiB, {gpu}; torch {torch.__version__}"
 
 
+# FLOP (or int8 op) per cycle per core: AVX-512 FMA fp32 (2 units x 16 lanes x 2), AMX bf16 as issue 9 defines it,
+# AVX-512 VNNI int8 (2 units x 64 multiply-adds x 2)
+OPS_PER_CYCLE = {"fp32": 64, "bf16": 1024, "int8": 256}
+
+
+def cpu_ghz() -> float:
+    """The fastest clock /proc/cpuinfo reports, in GHz (2.0 when it reports none)."""
+    mhz = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines() if "cpu MHz" in line]
+    return (max(mhz) if mhz else 2000.0) / 1000
+
+
+def peak_flops(precision: str, cores: int) -> float:
+    """The machine's peak for `precision` (fp32, bf16 or int8) on `cores` cores, per second."""
+    return cores * cpu_ghz() * 1e9 * OPS_PER_CYCLE[precision]
+
+
 def write_section(name: str, body: str) -> None:
     """Replace (or append) the section `name` of bench/RESULTS.md, stamped with date and command."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -50,8 +50,9 @@ def load_model(model_dir: str | None) -> tuple[object, object]:
 
 def build_graphs(model: object, tokenizer: object, folder: Path, exporter: str) -> dict[str, object]:
     """The export step's ONNX folder: optimized fp32 graph and int8 graph."""
-    from pipeline_lib.export import graph_input_names, optimize_graph, quantize_int8, write_onnx_folder
+    from pipeline_lib.export import graph_input_names, optimize_graph, write_onnx_folder
     from pipeline_lib.inference import INT8_FILE, ONNX_FILE
+    from pipeline_lib.quantization import quantize_dynamic_int8
 
     meta = {
         "task": "sequence_classification",
@@ -63,7 +64,7 @@ def build_graphs(model: object, tokenizer: object, folder: Path, exporter: str) 
     }
     write_onnx_folder(model, tokenizer, meta, folder)
     fused = optimize_graph(folder / ONNX_FILE, model.config)
-    quantize_int8(folder / ONNX_FILE, folder / INT8_FILE)
+    quantize_dynamic_int8(folder / ONNX_FILE, folder / INT8_FILE)
     return {"fused": fused, "names": meta["input_names"]}
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _results import machine, write_section
+from _results import cpu_ghz, machine, peak_flops, write_section
 
 from pipeline_lib.config import PipelineConfig, load_config
 from pipeline_lib.environment import apply_quiet_env
@@ -31,11 +31,6 @@ from pipeline_lib.metrics import classification_metrics
 from pipeline_lib.steps import run_step
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cpu_ghz() -> float:
-    mhz = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines() if "cpu MHz" in line]
-    return (max(mhz) if mhz else 2000.0) / 1000
 
 
 def non_embedding_params(model) -> int:
@@ -149,7 +144,7 @@ def main() -> None:
             rows["tunepipe train step"].append(tunepipe_training(cfg, run, seed, args.epochs))
 
     cores, ghz = usable_cores(), cpu_ghz()
-    peak = {"fp32": cores * ghz * 1e9 * 64, "bf16": cores * ghz * 1e9 * 1024}
+    peak = {precision: peak_flops(precision, cores) for precision in ("fp32", "bf16")}
     lines = [
         "| training | precision | samples/s | non-pad tokens/s | vs reference | wall s (mean) | "
         "test accuracy | test macro-F1 | FLOP/s | of peak |",

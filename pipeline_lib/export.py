@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline_lib.config import PipelineConfig
-from pipeline_lib.inference import INT8_FILE, META_FILE, ONNX_FILE, OUTPUT_NAME, OnnxPredictor
+from pipeline_lib.inference import INT8_FILE, META_FILE, ONNX_FILE, OUTPUT_NAME, STATIC_INT8_FILE, OnnxPredictor
 from pipeline_lib.layout import RunDir, write_json
 from pipeline_lib.metrics import classification_metrics, flat_metrics
+from pipeline_lib.quantization import quantize_dynamic_int8, quantize_static_int8
 from pipeline_lib.task_types import task_for
 
 PARITY_BATCH_SIZE = 32
@@ -84,7 +85,7 @@ def export(cfg: PipelineConfig, run: RunDir) -> ExportResult:
         parity = task.parity(model, OnnxPredictor.from_dir(staged), run, labels, metric_name)
         int8 = None
         if cfg.export.quantize_int8:
-            quantize_int8(staged / ONNX_FILE, staged / INT8_FILE)
+            quantize_dynamic_int8(staged / ONNX_FILE, staged / INT8_FILE)
             int8 = int8_summary(
                 task.parity(model, OnnxPredictor.from_dir(staged, graph=INT8_FILE), run, labels, metric_name),
                 staged / INT8_FILE,
@@ -274,33 +275,44 @@ def optimize_graph(path: Path, config: Any) -> dict[str, int]:
 def choose_runtime(
     cfg: PipelineConfig, staged: Path, run: RunDir, model: Any, tokenizer: Any, parity: dict[str, Any]
 ) -> dict[str, Any] | None:
-    """Build the int8 candidate (when not already built), then time and judge every graph (classification only)."""
+    """Build the int8 candidates (dynamic, and static QDQ calibrated on training sentences), then time and judge
+    every graph (classification only). Quantized graphs that are neither served nor asked for are deleted."""
     if cfg.task != "sequence_classification":
         return None
     from pipeline_lib import runtimes
 
     labels = model_labels(model, cfg.data.labels)
+    texts, y_true = read_test_split(run, labels)
+    fp32 = OnnxPredictor.from_dir(staged, graph=ONNX_FILE, cpu_only=True)
+    fp32_labels = fp32.logits(texts).argmax(-1)
     candidates = {"onnxruntime-fp32": (ONNX_FILE, parity["metric_onnx"], parity["agreement"])}
     if not (staged / INT8_FILE).is_file():
-        quantize_int8(staged / ONNX_FILE, staged / INT8_FILE)
-    texts, y_true = read_test_split(run, labels)
-    int8_logits = OnnxPredictor.from_dir(staged, graph=INT8_FILE, cpu_only=True).logits(texts)
-    int8_metric = task_metric(y_true, int8_logits, labels, cfg.gates.compare_metric)
-    fp32_labels = OnnxPredictor.from_dir(staged, graph=ONNX_FILE, cpu_only=True).logits(texts).argmax(-1)
-    agreement = float((int8_logits.argmax(-1) == fp32_labels).mean())
-    candidates["onnxruntime-int8-dynamic"] = (INT8_FILE, int8_metric, agreement)
-    return runtimes.select(cfg, staged, candidates, texts, parity["metric_torch"], model, tokenizer)
+        quantize_dynamic_int8(staged / ONNX_FILE, staged / INT8_FILE)
+    calibration = calibration_batches(run, fp32, cfg.export.calibration_sentences, cfg.train.seed)
+    if calibration:
+        quantize_static_int8(staged / ONNX_FILE, staged / STATIC_INT8_FILE, calibration)
+    for name, graph in (("onnxruntime-int8-dynamic", INT8_FILE), ("onnxruntime-int8-static", STATIC_INT8_FILE)):
+        if (staged / graph).is_file():
+            logits = OnnxPredictor.from_dir(staged, graph=graph, cpu_only=True).logits(texts)
+            agreement = float((logits.argmax(-1) == fp32_labels).mean())
+            candidates[name] = (graph, task_metric(y_true, logits, labels, cfg.gates.compare_metric), agreement)
+    table = runtimes.select(cfg, staged, candidates, texts, parity["metric_torch"], model, tokenizer)
+    keep = {ONNX_FILE, table["graph"], *([INT8_FILE] if cfg.export.quantize_int8 else [])}
+    for graph, *_ in candidates.values():
+        if graph not in keep:
+            (staged / graph).unlink()
+    return table
 
 
-def quantize_int8(source: Path, target: Path) -> Path:
-    """Dynamic int8 quantization of the MatMul/Gemm weights (activations quantized at run time)."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    # fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference: their outputs are float
-    extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, extra_options=extra)
-    return target
+def calibration_batches(run: RunDir, predictor: OnnxPredictor, n: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """Up to `n` training sentences (a seeded sample), encoded for the graph in batches of 32; empty when the run
+    has no train split on disk."""
+    path = run.split_file("train")
+    if n == 0 or not path.is_file():
+        return []
+    texts = pd.read_parquet(path, columns=["text"])["text"].astype(str)
+    sample = texts.sample(min(n, len(texts)), random_state=seed).tolist()
+    return [predictor.encode(batch) for batch in _batches(sample, PARITY_BATCH_SIZE)]
 
 
 def int8_summary(parity: dict[str, Any], path: Path) -> dict[str, float]:

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 ONNX_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
+INT8_FILE = "model.int8.onnx"  # dynamic int8
+STATIC_INT8_FILE = "model.int8-static.onnx"  # static int8 (QDQ), calibrated on training sentences
 META_FILE = "tunepipe.json"
 OUTPUT_NAME = "logits"
 DEFAULT_BATCH_SIZE = 32

@@ -52,6 +52,7 @@ def make_trained_run(root: Path, model_input_names: list[str] | None = None) -> 
     tokenizer.save_pretrained(run.model_dir)
     run.split_file("test").parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(TEST_ROWS, columns=["text", "label"]).to_parquet(run.split_file("test"))
+    pd.DataFrame(TEST_ROWS[::-1], columns=["text", "label"]).to_parquet(run.split_file("train"))  # calibration
     return run
 
 

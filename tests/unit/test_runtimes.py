@@ -22,7 +22,7 @@ def test_export_times_each_graph_and_records_the_fastest_eligible(tmp_path: Path
     run = make_trained_run(tmp_path)
     table = export(cfg, run).runtime
     rows = {row["runtime"]: row for row in table["candidates"]}
-    assert set(rows) == {"onnxruntime-fp32", "onnxruntime-int8-dynamic"}
+    assert set(rows) == {"onnxruntime-fp32", "onnxruntime-int8-dynamic", "onnxruntime-int8-static"}
     assert {ref["runtime"] for ref in table["references"]} == {"pytorch-fp32", "pytorch-bf16"}
     for row in [*rows.values(), *table["references"]]:
         assert row["p50_ms_batch1"] > 0 and row["samples_per_s_batch32"] > 0
@@ -35,3 +35,33 @@ def test_export_times_each_graph_and_records_the_fastest_eligible(tmp_path: Path
     assert meta["graph"] == rows[table["chosen"]]["graph"] and meta["runtime"] == table["chosen"]
     predictor = OnnxPredictor.from_dir(run.onnx_dir)
     assert Path(predictor.session._model_path).name == meta["graph"]
+    # the served graph and the fp32 reference stay; quantized graphs that lost are not shipped
+    assert sorted(p.name for p in run.onnx_dir.glob("*.onnx")) == sorted({"model.onnx", meta["graph"]})
+
+
+def test_static_int8_is_calibrated_qdq_and_close_to_fp32(tmp_path: Path):
+    import numpy as np
+    import onnx
+
+    from pipeline_lib.export import calibration_batches
+    from pipeline_lib.quantization import quantize_static_int8
+
+    cfg = PipelineConfig.model_validate({"export": {"select_runtime": False}})
+    run = make_trained_run(tmp_path)
+    export(cfg, run)
+    fp32 = OnnxPredictor.from_dir(run.onnx_dir, cpu_only=True)
+    batches = calibration_batches(run, fp32, n=5, seed=0)
+    assert sum(len(b["input_ids"]) for b in batches) == 5  # a sample of the train split, encoded for the graph
+
+    target = quantize_static_int8(run.onnx_dir / "model.onnx", run.onnx_dir / "model.int8-static.onnx", batches)
+    ops = {node.op_type for node in onnx.load(str(target)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # activations quantized too, not only weights
+    static = OnnxPredictor.from_dir(run.onnx_dir, cpu_only=True, graph=target.name)
+    texts = ["Profit rose sharply.", "Sales fell by a third.", "The meeting is on Tuesday."]
+    reference, quantized = fp32.logits(texts), static.logits(texts)
+    assert (
+        np.abs(reference - quantized).max() < 0.5
+        and target.stat().st_size < 0.8 * (run.onnx_dir / "model.onnx").stat().st_size
+    )
+    with pytest.raises(ValueError, match="calibration batch"):
+        quantize_static_int8(run.onnx_dir / "model.onnx", tmp_path / "x.onnx", [])
