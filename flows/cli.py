@@ -36,7 +36,12 @@ def _config_path(config: Path | None) -> Path | None:
 
 
 def _load(config: Path | None, overrides: list[str] | None) -> PipelineConfig:
-    return load_config(_config_path(config), overrides or [])
+    """The config, refused if a path it names lies outside its roots (before anything is read or written)."""
+    from pipeline_lib.roots import confine
+
+    cfg = load_config(_config_path(config), overrides or [])
+    confine(cfg)
+    return cfg
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 
 from pipeline_lib.config import load_config
 from pipeline_lib.layout import RunDir, new_run
+from pipeline_lib.roots import confine
 from tasks import steps
 
 
@@ -24,6 +25,7 @@ def retrain(
     validate…export are served from the content-hash cache when their inputs are unchanged.
     """
     cfg = load_config(config, overrides)
+    confine(cfg)
     decision = steps.decide(cfg, force)
     if not decision["retrain"]:
         get_run_logger().info("skipped: %s", decision["reason"])

@@ -193,10 +193,17 @@ class RegistryConfig(_Section):
 
 
 class PathsConfig(_Section):
-    """Roots the pipeline reads from and writes to (relative to the working directory)."""
+    """Where the pipeline writes, and the roots every path of the config must lie in (see `roots.py`).
+
+    All relative to the working directory. `read_roots` bound what the config may make the pipeline read
+    (`data.path`, `data.files`, a local `model.name` folder); `write_roots` bound what it writes (`artifacts`,
+    `store`, a local `registry.tracking_uri`) and may be read too. A path outside needs its root listed here.
+    """
 
     artifacts: str = "artifacts"
     store: str = ".tunepipe"
+    read_roots: list[str] = Field(default_factory=lambda: ["."])
+    write_roots: list[str] = Field(default_factory=lambda: ["."])
 
 
 class PipelineConfig(_Section):

@@ -24,6 +24,7 @@ import pandas as pd
 from pipeline_lib.config import PipelineConfig
 from pipeline_lib.data.readers import DataFormatError, read_labelled_text
 from pipeline_lib.layout import RunDir
+from pipeline_lib.roots import check_write
 from pipeline_lib.versioning import DVC, dvc_pointer_md5, file_md5
 
 DATA_DIR = Path("data")
@@ -70,6 +71,7 @@ def dataset_path(name: str) -> Path:
 def add_rows(cfg: PipelineConfig, new_file: Path, dataset: str) -> AddResult:
     """Validate `new_file`'s rows appended to dataset `dataset`, then write, `dvc add`, `dvc push`, `git commit`."""
     target, new_file = dataset_path(dataset), Path(new_file)
+    check_write(target, cfg, f"--dataset {dataset}")  # data/ may be a symlink: the file written must be in the roots
     _check_repository(target)
     new_rows = read_labelled_text(new_file, cfg.data)  # format errors name new_file and its row
     header, old_text = _current(target, cfg)

@@ -136,6 +136,15 @@ def _token_part(where: pd.Series | None) -> str:
     return "" if where is None else f", token {where['position'] + 1} {where['token']!r}"
 
 
+def _as_written(sentence: pd.Series, where: pd.Series) -> str:
+    """The tag as the file has it, when IOB1 conversion changed it (`I-FOO` is checked as `B-FOO`)."""
+    written = sentence.get("file_tags")
+    position = int(where["position"])
+    if written is None or position >= len(written) or written[position] == where["tag"]:
+        return ""
+    return f"; the file has {written[position]!r}, read as IOB1 (data.tag_scheme)"
+
+
 def _message(rule: str, sentence: pd.Series, where: pd.Series | None, data: DataConfig) -> str:
     n_tokens, n_tags = len(sentence["tokens"]), len(sentence["tags"])
     text = _snippet(sentence["text"])
@@ -152,7 +161,9 @@ def _message(rule: str, sentence: pd.Series, where: pd.Series | None, data: Data
     if rule == "sentence_length":
         return f"sentence has {n_tokens} tokens; expected at most {data.max_tokens} (data.max_tokens): {text}"
     if rule == "tag_in_set" and where is not None:
-        return f"tag {where['tag']!r} is not one of {', '.join(data.labels)} (data.labels)"
+        return f"tag {where['tag']!r} is not one of {', '.join(data.labels)} (data.labels)" + _as_written(
+            sentence, where
+        )
     if rule == "tag_iob2" and where is not None:
         position = int(where["position"])
         previous = sentence["tags"][position - 1] if position else "(sentence start)"

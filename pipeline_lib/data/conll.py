@@ -18,17 +18,17 @@ import pandas as pd
 from pipeline_lib.config import DataConfig
 from pipeline_lib.data.readers import DataFormatError, _decode, jsonl_objects
 
-COLUMNS = ("tokens", "tags", "text", "split", "source", "row")
+COLUMNS = ("tokens", "tags", "file_tags", "text", "split", "source", "row")
 DOCSTART = "-DOCSTART-"
 JSONL_SUFFIXES = (".jsonl", ".json")
 
 
 def iob1_to_iob2(tags: list[str]) -> list[str]:
-    """IOB1 → IOB2: an `I-X` that does not continue an `X` entity starts one, so it becomes `B-X`."""
+    """IOB1 → IOB2: an `I-X` that does not continue an `X` entity (a `B-X` or `I-X`) starts one: `B-X`."""
     out = []
     previous = "O"
     for tag in tags:
-        starts = tag.startswith("I-") and (previous == "O" or previous[2:] != tag[2:])
+        starts = tag.startswith("I-") and (previous[:2] not in ("B-", "I-") or previous[2:] != tag[2:])
         out.append("B-" + tag[2:] if starts else tag)
         previous = tag
     return out
@@ -49,7 +49,7 @@ def read_tagged(path: Path, cfg: DataConfig) -> pd.DataFrame:
     """Read one CoNLL or JSONL file into tokens/tags/text/split/source/row (one row per sentence).
 
     `text` is the tokens joined by single spaces (the key for duplicate checks). Tags are converted to
-    IOB2 when `cfg.tag_scheme` is `iob1`.
+    IOB2 when `cfg.tag_scheme` is `iob1`; `file_tags` keeps them as written, for messages.
     """
     path = Path(path)
     if not path.is_file():
@@ -65,6 +65,7 @@ def read_tagged(path: Path, cfg: DataConfig) -> pd.DataFrame:
         {
             "tokens": [r["tokens"] for r in records],
             "tags": [convert(r["tags"]) for r in records],
+            "file_tags": [r["tags"] for r in records],
             "text": [" ".join(r["tokens"]) for r in records],
             "split": pd.Series([r.get("split") for r in records], dtype=object),
             "source": str(path),
@@ -78,6 +79,7 @@ def _read_conll(file: Path) -> Iterable[dict[str, Any]]:
     tags: list[str] = []
     first = 0
     for number, raw in enumerate(_decode(file).split("\n"), start=1):
+        _refuse_nul(file, raw, number)
         fields = raw.split()
         if not fields or fields[0] == DOCSTART:
             if tokens:
@@ -107,5 +109,12 @@ def _read_jsonl(file: Path) -> Iterable[dict[str, Any]]:
             if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
                 found = "missing" if value is None else f"found {type(value).__name__} {str(value)[:60]}"
                 raise DataFormatError(file, found, row=number, field=key, expected="a list of strings")
+            _refuse_nul(file, "".join(value), number, key)
             record[key] = [item.strip() for item in value]
         yield record
+
+
+def _refuse_nul(file: Path, text: str, row: int, field: str | None = None) -> None:
+    """A NUL byte is not whitespace to str.split(): it would hide inside a token, so the line is refused."""
+    if "\x00" in text:
+        raise DataFormatError(file, "contains a NUL byte", row=row, field=field, expected="text without NUL bytes")

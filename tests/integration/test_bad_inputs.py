@@ -4,9 +4,11 @@ the row and the rule, the GX report is saved, and neither the registry nor the D
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from typer.testing import CliRunner
@@ -18,35 +20,71 @@ from pipeline_lib.versioning import file_md5
 
 pytestmark = pytest.mark.integration
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
+NER_CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "conll2003.yaml")
+NER_SETS = ("data.files={}", "data.format=auto")  # the case's one file, read by its suffix (CoNLL or JSONL)
 
-# file -> (rule, row or None for whole-file problems)
+
+class Case(NamedTuple):
+    """What a bad file must fail with: the rule, the row (None for whole-file problems), a detail of the
+    message (token, tag, count), and extra overrides the case needs."""
+
+    rule: str
+    row: int | None
+    says: str = ""
+    sets: tuple[str, ...] = ()
+
+
+# classification files (tests/data/bad/*), run with the default config
 CASES = {
-    "latin1_encoding.csv": ("data_format", 4),
-    "utf16_encoding.csv": ("data_format", 1),
-    "bom_with_unknown_label.csv": ("label_in_set", 3),
-    "crlf_with_stray_cr.csv": ("data_format", 5),
-    "empty_text.csv": ("text_length", 4),
-    "whitespace_only_text.csv": ("text_length", 6),
-    "unknown_label.csv": ("label_in_set", 5),
-    "missing_label_value.csv": ("label_not_null", 5),
-    "missing_label_column.csv": ("data_format", None),
-    "header_only.csv": ("data_format", None),
-    "empty_file.csv": ("data_format", None),
-    "duplicate_rows.csv": ("text_unique_in_split", 4),
-    "conflicting_labels.csv": ("conflicting_labels", 8),
-    "same_text_in_train_and_test.csv": ("text_in_two_splits", 8),
-    "text_50000_chars.csv": ("text_length", 7),
-    "nul_byte.csv": ("data_format", 4),
-    "empty_split.csv": ("split_not_empty", None),
-    "bad_split_name.csv": ("data_format", 4),
-    "invalid_json_line.jsonl": ("data_format", 4),
-    "phrasebank_missing_separator.txt": ("data_format", 4),
+    "latin1_encoding.csv": Case("data_format", 4),
+    "utf16_encoding.csv": Case("data_format", 1),
+    "bom_with_unknown_label.csv": Case("label_in_set", 3),
+    "crlf_with_stray_cr.csv": Case("data_format", 5),
+    "empty_text.csv": Case("text_length", 4),
+    "whitespace_only_text.csv": Case("text_length", 6),
+    "unknown_label.csv": Case("label_in_set", 5),
+    "missing_label_value.csv": Case("label_not_null", 5),
+    "missing_label_column.csv": Case("data_format", None),
+    "header_only.csv": Case("data_format", None),
+    "empty_file.csv": Case("data_format", None),
+    "duplicate_rows.csv": Case("text_unique_in_split", 4),
+    "conflicting_labels.csv": Case("conflicting_labels", 8),
+    "same_text_in_train_and_test.csv": Case("text_in_two_splits", 8),
+    "text_50000_chars.csv": Case("text_length", 7),
+    "nul_byte.csv": Case("data_format", 4),
+    "empty_split.csv": Case("split_not_empty", None),
+    "bad_split_name.csv": Case("data_format", 4),
+    "invalid_json_line.jsonl": Case("data_format", 4),
+    "phrasebank_missing_separator.txt": Case("data_format", 4),
 }
+
+# NER files (tests/data/bad/ner/*), run with configs/conll2003.yaml (IOB1, data.max_tokens 256)
+NER_CASES = {
+    "iob2_i_per_after_b_loc.conll": Case(
+        "tag_iob2", 59, "token 8 'that': tag 'I-PER' follows 'B-LOC'", ("data.tag_scheme=iob2",)
+    ),
+    "unknown_tag.conll": Case("tag_in_set", 31, "token 11 'bid': tag 'B-FOO' is not one of O, B-PER"),
+    "malformed_tag.conll": Case("tag_in_set", 87, "token 1 'Mei': tag 'X-PER' is not one of O, B-PER"),
+    "missing_tag_column.conll": Case("data_format", 49, "one column only ('said')"),
+    "nul_byte.conll": Case("data_format", 77, "contains a NUL byte"),
+    "latin1_encoding.conll": Case("data_format", 102, "byte 0xFC at byte offset 1627 is not valid utf-8"),
+    "sentence_300_tokens.conll": Case("sentence_length", 73, "sentence has 300 tokens; expected at most 256"),
+    "docstart_only.conll": Case("data_format", None, "file holds no sentences"),
+    "tokens_tags_length.jsonl": Case("tokens_tags_length", 4, "13 tokens but 12 tags (token 13 '.' has no tag)"),
+    "empty_sentence.jsonl": Case("sentence_not_empty", 6, "sentence has no tokens"),
+    "empty_test_split.jsonl": Case("split_not_empty", None, "(test): split_not_empty — no sentences"),
+    "same_sentence_in_train_and_test.jsonl": Case(
+        "text_in_two_splits", 11, '"Lena Kovac of Fiat said in Lisbon', ("data.cross_split_duplicates=fail",)
+    ),
+}
+ALL = {**CASES, **{f"ner/{name}": case for name, case in NER_CASES.items()}}
 
 
 def test_corpus_is_complete():
-    assert sorted(p.name for p in BAD.iterdir()) == sorted(CASES)
-    assert len(CASES) >= 20
+    assert sorted(p.name for p in BAD.iterdir() if p.is_file()) == sorted(CASES)
+    assert sorted(p.name for p in BAD.iterdir() if p.is_dir()) == ["ner"]
+    assert sorted(p.name for p in (BAD / "ner").iterdir()) == sorted(NER_CASES)
+    assert len(CASES) >= 20 and len(NER_CASES) >= 6
 
 
 @pytest.fixture(scope="module")
@@ -66,26 +104,35 @@ def snapshot(root: Path) -> dict:
         m.name: sorted((str(v.version), tuple(v.aliases)) for v in client.search_model_versions(f"name='{m.name}'"))
         for m in client.search_registered_models()
     }
-    data = {p.name: file_md5(p) for p in sorted((root / "data").iterdir()) if p.is_file()}
+    data = {str(p.relative_to(root)): file_md5(p) for p in sorted((root / "data").rglob("*")) if p.is_file()}
     status = subprocess.run(["dvc", "status", "-q"], cwd=root, capture_output=True).returncode
     return {"models": models, "data": data, "dvc_clean": status == 0}
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+def cli_args(name: str) -> list[str]:
+    """`tunepipe run` arguments for one bad file: NER files with the CoNLL-2003 config."""
+    case = ALL[name]
+    config, sets = (["--config", NER_CONFIG], [*NER_SETS, *case.sets]) if name.startswith("ner/") else ([], case.sets)
+    return [*config, *(arg for item in (f"data.path=data/{name}", *sets) for arg in ("--set", item))]
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
 def test_bad_input_fails_cleanly(name: str, dvc_workspace: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(dvc_workspace)
-    rule, row = CASES[name]
+    rule, row, says, _ = ALL[name]
     before = snapshot(dvc_workspace)
-    sets = ["--set", f"data.path=data/{name}", "--set", f"paths.store={dvc_workspace / '.tunepipe'}"]
-    result = CliRunner().invoke(app, ["run", *sets])
+    result = CliRunner().invoke(app, ["run", *cli_args(name), "--set", f"paths.store={dvc_workspace / '.tunepipe'}"])
 
     assert result.exit_code == 1, result.output
     where = f"data/{name} row {row}" if row else f"data/{name}"
-    assert where in result.output and rule in result.output, result.output
+    assert re.search(rf"{re.escape(where)}\b", result.output), result.output  # row 4 is not row 49
+    assert rule in result.output and says in result.output, result.output
     reports = (dvc_workspace / "artifacts" / "runs").glob("*/validation/report.json")
     report_path = max(reports, key=lambda p: p.stat().st_mtime_ns)
     report = json.loads(report_path.read_text())
-    assert report["passed"] is False and any(f["rule"] == rule for f in report["failures"])
+    rules = {f["rule"] for f in report["failures"]}
+    assert report["passed"] is False and rule in rules, report["failures"]
+    assert rules == {rule} or not name.startswith("ner/"), "each NER file holds exactly one problem"
     assert report_path.with_name("gx_result.json").is_file()
     assert not list(report_path.parents[1].glob("data/*.parquet")), "no split files after a failed validation"
     assert snapshot(dvc_workspace) == before

@@ -91,6 +91,8 @@ def test_jsonl_reader(tmp_path: Path):
         ("bad.jsonl", '{"tokens": ["a"], "tags": "O"}\n', "bad.jsonl, row 1, field 'tags': found str O"),
         ("nojson.jsonl", "[1]\n", "nojson.jsonl, row 1: found a JSON list"),
         ("empty.conll", "-DOCSTART- -X- O\n\n", "file holds no sentences"),
+        ("nul.conll", "EU B-ORG\nre\x00jects O\n", "nul.conll, row 2: contains a NUL byte"),
+        ("nul.jsonl", '{"tokens": ["a\\u0000b"], "tags": ["O"]}\n', "nul.jsonl, row 1, field 'tokens': contains a NUL"),
     ],
 )
 def test_format_errors_name_file_and_line(tmp_path: Path, name: str, content: str, needle: str):
@@ -170,6 +172,18 @@ def test_unknown_tag_names_file_sentence_and_token(tmp_path: Path):
         "'Blackburn': tag 'B-PERSON' is not one of O, B-PER"
     )
     assert expected in str(error)
+
+
+def test_iob1_tag_is_quoted_as_written_and_a_malformed_tag_breaks_nothing_after_it(tmp_path: Path):
+    files = {
+        **GOOD,
+        "train": GOOD["train"].replace("Peter I-PER", "Peter X-PER"),  # Blackburn's I-PER now starts the entity
+        "validation": GOOD["validation"].replace("Japan I-LOC", "Japan I-FOO"),
+    }
+    error = _tagged_failure(tmp_path, files)
+    assert [(f.rule, f.split) for f in error.failures] == [("tag_in_set", "train"), ("tag_in_set", "validation")]
+    assert "token 1 'Peter': tag 'X-PER' is not one of" in error.failures[0].message
+    assert error.failures[1].message.endswith("(data.labels); the file has 'I-FOO', read as IOB1 (data.tag_scheme)")
 
 
 def test_i_after_o_is_left_as_is_in_iob2_input_and_fails(tmp_path: Path):
