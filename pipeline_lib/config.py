@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -187,9 +187,25 @@ class ExportConfig(_Section):
 class RegistryConfig(_Section):
     """MLflow tracking store and registered-model name."""
 
+    # where and how to reach the store, not what the model is: left out of `config_hash`
+    UNHASHED: ClassVar[tuple[str, ...]] = (
+        "tracking_uri",
+        "experiment",
+        "retries",
+        "retry_wait_s",
+        "http_retries",
+        "http_timeout_s",
+    )
     model_name: str = "financial-sentiment"
     experiment: str = "tunepipe"
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else a local sqlite store
+    # The register step when the tracking server is unreachable: this many retries, waiting retry_wait_s, then
+    # twice that, ... (each retry first rolls back what the interrupted attempt left on the server).
+    retries: int = Field(3, ge=0, le=10)
+    retry_wait_s: float = Field(2.0, ge=0)
+    # The MLflow client's own per-request retries and timeout (MLFLOW_HTTP_REQUEST_* when set in the environment win).
+    http_retries: int = Field(2, ge=0, le=10)
+    http_timeout_s: int = Field(30, ge=1)
 
 
 class PathsConfig(_Section):
@@ -226,7 +242,7 @@ class PipelineConfig(_Section):
 
     def config_hash(self) -> str:
         """A stable content hash of what shapes the model: everything but where things are stored."""
-        semantic = self.model_dump(mode="json", exclude={"paths": True, "registry": {"tracking_uri", "experiment"}})
+        semantic = self.model_dump(mode="json", exclude={"paths": True, "registry": set(RegistryConfig.UNHASHED)})
         canonical = json.dumps(semantic, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

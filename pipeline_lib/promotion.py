@@ -3,6 +3,7 @@ which checks the alias is still where the caller saw it, moves it as the last ac
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import tempfile
@@ -75,28 +76,29 @@ def move_champion(
     force: bool = False,
     run_id: str | None = None,
 ) -> None:
-    """Point `champion` at `version` if it still points at `expected`, then ledger the move (undone if the
-    ledger cannot be written)."""
+    """Point `champion` at `version` if it still points at `expected`. The move is ledgered first and the alias
+    moved last, so a failure never leaves an unledgered champion (the record is taken back if the move fails)."""
     with registry.alias_lock(name):
         current = registry.alias_version(client, name, registry.CHAMPION)
         seen = None if current is None else str(current.version)
         if seen != expected:
             raise PromotionError(f"{name}: champion changed from v{expected} to v{seen} meanwhile; nothing was moved")
-        client.set_registered_model_alias(name, registry.CHAMPION, str(version))
+        key = record(
+            client,
+            name,
+            version,
+            action=action,
+            previous=expected,
+            reason=reason,
+            gates=gates,
+            force=force,
+            run_id=run_id,
+        )
         try:
-            record(
-                client,
-                name,
-                version,
-                action=action,
-                previous=expected,
-                reason=reason,
-                gates=gates,
-                force=force,
-                run_id=run_id,
-            )
+            client.set_registered_model_alias(name, registry.CHAMPION, str(version))
         except BaseException:
-            registry.restore_alias(client, name, registry.CHAMPION, current)
+            with contextlib.suppress(Exception):  # the server may be gone: a registration journal settles it
+                registry.delete_ledger_entries(client, name, key=key)
             raise
 
 
@@ -111,10 +113,10 @@ def record(
     gates: dict[str, Any] | None = None,
     force: bool = False,
     run_id: str | None = None,
-) -> None:
+) -> str:
     """One ledger record: time (added by the registry), action, version, previous champion, gate table,
-    reason, who, whether the gates were bypassed."""
-    registry.append_ledger(
+    reason, who, whether the gates were bypassed. Returns its key."""
+    return registry.append_ledger(
         client,
         name,
         {

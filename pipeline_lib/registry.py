@@ -67,6 +67,9 @@ def connect(cfg: PipelineConfig) -> Any:
     import mlflow
     from mlflow import MlflowClient
 
+    from pipeline_lib.resilience import bound_http_retries
+
+    bound_http_retries(cfg.registry)
     uri = tracking_uri(cfg)
     user_env = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
@@ -164,11 +167,27 @@ def now_utc() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def append_ledger(client: Any, name: str, entry: dict[str, Any]) -> None:
-    """Append one promotion/refusal record (a registered-model tag keyed by time and version)."""
+def append_ledger(client: Any, name: str, entry: dict[str, Any]) -> str:
+    """Append one promotion/refusal record (a registered-model tag keyed by time and version); its key."""
     entry = {"time": now_utc(), **entry}
     key = f"{LEDGER_PREFIX}{entry['time'].replace(':', '').replace('+', 'Z')}.v{entry.get('version', '-')}"
     client.set_registered_model_tag(name, key, json.dumps(entry, sort_keys=True, default=str))
+    return key
+
+
+def delete_ledger_entries(client: Any, name: str, *, run_id: str | None = None, key: str | None = None) -> None:
+    """Take back the ledger record `key`, or every record of MLflow run `run_id` (of an undone registration)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = client.get_registered_model(name).tags
+    except MlflowException as exc:
+        if _is_missing(exc):
+            return
+        raise
+    for tag, value in tags.items():
+        if tag.startswith(LEDGER_PREFIX) and (tag == key or (run_id and json.loads(value).get("run_id") == run_id)):
+            client.delete_registered_model_tag(name, tag)
 
 
 def read_ledger(client: Any, name: str) -> list[dict[str, Any]]:
@@ -176,22 +195,6 @@ def read_ledger(client: Any, name: str) -> list[dict[str, Any]]:
     model = client.get_registered_model(name)
     records = [json.loads(v) for k, v in sorted(model.tags.items()) if k.startswith(LEDGER_PREFIX)]
     return sorted(records, key=lambda r: r["time"])
-
-
-def restore_alias(client: Any, name: str, alias: str, previous: Any | None) -> None:
-    """Point `alias` back where it was (or remove it when it did not exist)."""
-    if previous is not None:
-        client.set_registered_model_alias(name, alias, previous.version)
-    else:
-        client.delete_registered_model_alias(name, alias)
-
-
-def delete_version_quietly(client: Any, name: str, version: str) -> None:
-    """Undo a half-finished registration; never masks the error that caused it."""
-    import contextlib
-
-    with contextlib.suppress(Exception):
-        client.delete_model_version(name, version)
 
 
 @contextmanager

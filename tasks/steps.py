@@ -67,7 +67,15 @@ def gate(cfg: PipelineConfig, run: RunDir) -> dict[str, Any]:
     return _execute("gate", cfg, run, None)
 
 
-@task(name="register", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def _not_given_up(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a failed register task, unless it already retried an unreachable server to its limit."""
+    from pipeline_lib.resilience import RegistryUnavailable
+
+    return not isinstance(state.result(raise_on_failure=False), RegistryUnavailable)
+
+
+# register retries an unreachable tracking server itself (registry.retries), rolling back each interrupted attempt
+@task(name="register", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=_not_given_up)
 def register(cfg: PipelineConfig, run: RunDir) -> dict[str, Any]:
     return _execute("register", cfg, run, None)
 

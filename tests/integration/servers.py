@@ -39,10 +39,11 @@ def child(args: list[str], log: Path, env: dict[str, str], cwd: Path | None = No
         try:
             yield proc
         finally:
-            _stop(proc)
+            stop(proc)
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group, SIGKILL it after 20 s (a no-op once it has exited)."""
     if proc.poll() is not None:
         return
     try:
@@ -84,9 +85,9 @@ def prefect_server(home: Path, log: Path) -> Iterator[str]:
 
 
 @contextmanager
-def mlflow_server(root: Path, log: Path) -> Iterator[str]:
-    """`mlflow server` with a sqlite backend and a local artifact root; yields the tracking URI."""
-    port = free_port()
+def mlflow_process(root: Path, log: Path, port: int) -> Iterator[subprocess.Popen]:
+    """`mlflow server` on `port` with a sqlite backend and a local artifact root under `root`, once healthy
+    (`stop` it early to take it away mid-run; start another on the same root and port to bring it back)."""
     root.mkdir(parents=True, exist_ok=True)
     args = [
         f"{BIN}/mlflow",
@@ -103,6 +104,13 @@ def mlflow_server(root: Path, log: Path) -> Iterator[str]:
         "1",
     ]
     with child(args, log, child_env(MLFLOW_DISABLE_TELEMETRY="true")) as proc:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(f"{url}/health", proc, log, timeout=120)
-        yield url
+        wait_healthy(f"http://127.0.0.1:{port}/health", proc, log, timeout=120)
+        yield proc
+
+
+@contextmanager
+def mlflow_server(root: Path, log: Path) -> Iterator[str]:
+    """`mlflow server` with a sqlite backend and a local artifact root; yields the tracking URI."""
+    port = free_port()
+    with mlflow_process(root, log, port):
+        yield f"http://127.0.0.1:{port}"
