@@ -1,6 +1,6 @@
 """Serving runtimes side by side: the export step's own runtime table on Financial PhraseBank 50Agree.
 
-    python bench/serving.py [--run-dir RUN] [--data FPB_FILE] [--sentences 64]
+    python bench/serving.py [--run-dir RUN] [--data FPB_FILE] [--sentences 64] [--set k=v ...]
 
 Without `--run-dir`, trains the default model with configs/financial_phrasebank.yaml (validate → tokenize → train);
 with it, reuses a run directory that holds `model/` and the `data/` splits (e.g. one left by bench/train_speed.py
@@ -54,13 +54,19 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO.parent / "shared/data/financial_phrasebank/Sentences_50Agree.txt"))
     parser.add_argument("--run-dir", type=Path)
     parser.add_argument("--sentences", type=int, default=64)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override, k=v")
     args = parser.parse_args()
     apply_quiet_env()
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(
             REPO / "configs/financial_phrasebank.yaml",
-            [f"data.path={args.data}", f"paths.store={tmp}/store", f"export.runtime_timing_sentences={args.sentences}"],
+            [
+                f"data.path={args.data}",
+                f"paths.store={tmp}/store",
+                f"export.runtime_timing_sentences={args.sentences}",
+                *args.overrides,
+            ],
         )
         run = RunDir(Path(tmp) / "run")
         if args.run_dir:

@@ -1,6 +1,6 @@
 """Training speed side by side: the reference plain PyTorch loop vs tunepipe's train step, same split, same machine.
 
-    python bench/train_speed.py [--data FPB_FILE] [--seeds 42 43 44] [--epochs 5]
+    python bench/train_speed.py [--data FPB_FILE] [--seeds 42 43 44] [--epochs 5] [--keep RUN_DIR]
 
 The reference recipe (as in the BERT fine-tuning write-ups this project grew from): AdamW lr 2e-5, batch 16, fp32,
 padding to the batch's longest, max length 64, N epochs, best epoch on validation macro-F1. tunepipe: its train step
@@ -14,6 +14,7 @@ FLOP/cycle; bf16: cores x GHz x 1024 FLOP/cycle as the issue defines it).
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
@@ -128,6 +129,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO.parent / "shared/data/financial_phrasebank/Sentences_50Agree.txt"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--keep", type=Path, help="copy the last tunepipe run directory here (for bench/serving.py)")
     args = parser.parse_args()
     apply_quiet_env()
 
@@ -142,6 +144,8 @@ def main() -> None:
         for seed in args.seeds:
             rows["reference loop (fp32)"].append(reference_loop(cfg, run, seed, args.epochs))
             rows["tunepipe train step"].append(tunepipe_training(cfg, run, seed, args.epochs))
+        if args.keep:
+            shutil.copytree(run.root, args.keep, ignore=shutil.ignore_patterns("checkpoints"), dirs_exist_ok=True)
 
     cores, ghz = usable_cores(), cpu_ghz()
     peak = {precision: peak_flops(precision, cores) for precision in ("fp32", "bf16")}

@@ -175,13 +175,15 @@ class ExportConfig(_Section):
     """ONNX export settings."""
 
     opset: int = Field(18, ge=14)
-    exporter: Literal["dynamo", "torchscript"] = "dynamo"  # torchscript: eager attention, fused by the optimizer
+    # torchscript: eager attention, which the optimizer fuses (Attention, EmbedLayerNormalization): 1.3x faster int8
+    exporter: Literal["dynamo", "torchscript"] = "torchscript"
     optimize: bool = True  # onnxruntime's transformer optimizer (fused attention, LayerNorm, GELU)
     quantize_int8: bool = False  # also write a dynamically int8-quantized graph, with its own parity gate
     select_runtime: bool = True  # time fp32 and int8 graphs here and serve the fastest within the metric budget
     runtime_metric_budget: float = Field(0.005, ge=0)  # 0.005 = 0.5 point of the task metric below PyTorch
-    runtime_min_agreement: float = Field(0.99, ge=0, le=1)  # served labels must agree with PyTorch's this often
+    runtime_min_agreement: float = Field(0.95, ge=0, le=1)  # served labels agree with fp32 this often (= int8 gate)
     runtime_timing_sentences: int = Field(64, ge=4)  # real test sentences timed at batch 1
+    calibration_sentences: int = Field(256, ge=0)  # training sentences that calibrate static int8; 0: none
 
 
 class RegistryConfig(_Section):

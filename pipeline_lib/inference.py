@@ -22,6 +22,7 @@ STATIC_INT8_FILE = "model.int8-static.onnx"  # static int8 (QDQ), calibrated on 
 META_FILE = "tunepipe.json"
 OUTPUT_NAME = "logits"
 DEFAULT_BATCH_SIZE = 32
+LENGTH_GROUP = 8  # a batch's texts are sorted by length and run this many at a time: little padding is computed
 PROB_DECIMALS = 6
 EXAMPLE_TEXTS = [
     "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the corresponding period in 2007.",
@@ -70,6 +71,7 @@ class OnnxPredictor:
         self.labels: list[str] = list(meta["labels"])
         self.max_length: int = int(meta["max_length"])
         self.input_names: list[str] = list(meta["input_names"])
+        self._backend: Any = None  # the tokenizer's Rust backend, configured for unpadded encoding on first use
 
     @classmethod
     def from_dir(
@@ -103,6 +105,19 @@ class OnnxPredictor:
         )
         return {name: np.asarray(encoded[name], dtype=np.int64) for name in self.input_names}
 
+    def encode_unpadded(self, texts: list[str]) -> dict[str, list[list[int]]]:
+        """Token ids, type ids and masks per text, truncated at max_length, not padded: straight from the fast
+        tokenizer's Rust backend (a tenth of the wrapper's per-call cost, which dominates at batch 1)."""
+        if self._backend is None:
+            from tokenizers import Tokenizer
+
+            self._backend = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())  # own copy: own settings
+            self._backend.no_padding()
+            self._backend.enable_truncation(self.max_length)
+        encodings = self._backend.encode_batch(texts)
+        fields = {"input_ids": "ids", "token_type_ids": "type_ids", "attention_mask": "attention_mask"}
+        return {name: [getattr(e, fields[name]) for e in encodings] for name in self.input_names}
+
     def run(self, features: dict[str, np.ndarray]) -> np.ndarray:
         """Logits for already encoded inputs."""
         return self.session.run([OUTPUT_NAME], features)[0]
@@ -117,8 +132,34 @@ class OnnxPredictor:
             from pipeline_lib.ner import pretokenized_logits
 
             return pretokenized_logits(self, texts, batch_size)
-        chunks = [self.run(self.encode(texts[i : i + batch_size])) for i in range(0, len(texts), batch_size)]
+        chunks = [self.grouped_logits(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
         return np.concatenate(chunks)
+
+    def grouped_logits(self, texts: list[str]) -> np.ndarray:
+        """Logits of one batch, run `LENGTH_GROUP` texts of similar length at a time (rows in input order).
+
+        Real sentences vary in length, and one padded batch computes every text at the longest one's length:
+        on Financial PhraseBank batches of 32 that is about 1.6x the work of groups of 8 sorted by length.
+        """
+        encoded = self.encode_unpadded(texts)
+        lengths = np.array([len(ids) for ids in encoded["input_ids"]])
+        order = np.argsort(lengths, kind="stable")
+        rows: list[np.ndarray] = [np.empty(0)] * len(texts)
+        for start in range(0, len(order), LENGTH_GROUP):
+            group = order[start : start + LENGTH_GROUP]
+            features = {
+                name: self._padded(encoded[name], group, int(lengths[group].max()), name) for name in self.input_names
+            }
+            for index, row in zip(group, self.run(features), strict=True):
+                rows[index] = row
+        return np.stack(rows)
+
+    def _padded(self, sequences: list[list[int]], group: np.ndarray, width: int, name: str) -> np.ndarray:
+        pad = self.tokenizer.pad_token_id if name == "input_ids" else 0
+        array = np.full((len(group), width), pad, dtype=np.int64)
+        for row, index in enumerate(group):
+            array[row, : len(sequences[index])] = sequences[index]
+        return array
 
     def predict(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[dict[str, Any]]:
         """One `{"text", "label", "probabilities": {label: p}}` per text (token classification:

@@ -67,6 +67,34 @@ def test_logits_match_torch(predictor: OnnxPredictor, torch_logits: np.ndarray, 
     assert (logits.argmax(-1) == torch_logits.argmax(-1)).all()
 
 
+def test_batches_run_in_length_groups_and_come_back_in_order(
+    predictor: OnnxPredictor, torch_logits: np.ndarray
+) -> None:
+    order = np.random.default_rng(0).permutation(len(TEXTS) * 4) % len(TEXTS)  # 20 texts: 3 groups of <= 8
+    texts = [TEXTS[i] for i in order]
+    calls = []
+    run = predictor.run
+    predictor.run = lambda features: calls.append(features["input_ids"].shape) or run(features)
+    try:
+        logits = predictor.logits(texts, batch_size=len(texts))
+    finally:
+        del predictor.run
+    np.testing.assert_allclose(logits, torch_logits[order], atol=1e-4)
+    assert [shape[0] for shape in calls] == [8, 8, 4]
+    assert [shape[1] for shape in calls] == sorted(shape[1] for shape in calls)  # shortest group first
+    assert calls[0][1] < calls[-1][1]  # the short texts were not padded to the longest one
+
+
+def test_unpadded_encoding_equals_the_tokenizers(predictor: OnnxPredictor) -> None:
+    texts = [*TEXTS, "revenue " * 300, "Ünïcödé façade – naïve €5"]  # one is truncated at max_length
+    wrapper = predictor.tokenizer(texts, truncation=True, max_length=predictor.max_length)
+    fast = predictor.encode_unpadded(texts)
+    assert set(fast) == set(predictor.input_names)
+    for name in predictor.input_names:
+        assert fast[name] == wrapper[name]
+    assert len(fast["input_ids"][-2]) == predictor.max_length
+
+
 @pytest.mark.parametrize("batch_size", [1, 5])
 def test_predict_labels_and_probabilities(predictor: OnnxPredictor, torch_logits: np.ndarray, batch_size: int) -> None:
     rows = predictor.predict(TEXTS, batch_size=batch_size)
