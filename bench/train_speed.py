@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO.parent / "shared/data/financial_phrasebank/Sentences_50Agree.txt"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--section", default="train_speed", help="RESULTS.md section to write")
     parser.add_argument("--keep", type=Path, help="copy the last tunepipe run directory here (for bench/serving.py)")
     args = parser.parse_args()
     apply_quiet_env()
@@ -173,7 +174,7 @@ def main() -> None:
         f"{args.epochs} epochs, all-MiniLM-L6-v2. Peak used: {cores} cores x {ghz:.2f} GHz x 64 (fp32) / 1024 (bf16) "
         f"FLOP/cycle.\n\n" + "\n".join(lines) + f"\n\nMachine: {machine()}."
     )
-    write_section("train_speed", body)
+    write_section(args.section, body)
     print(body)
 
 
