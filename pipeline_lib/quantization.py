@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,13 +49,7 @@ def quantize_dynamic_int8(source: Path, target: Path) -> Path:
 def quantize_static_int8(source: Path, target: Path, calibration: list[dict[str, np.ndarray]]) -> Path:
     """Static int8 in QDQ format: per-channel int8 weights, uint8 activations whose ranges come from running
     `calibration` (encoded batches of training sentences) through the fp32 graph (min-max)."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import CalibrationDataReader
 
     if not calibration:
         raise ValueError("static int8 quantization needs at least one calibration batch")
@@ -66,17 +61,40 @@ def quantize_static_int8(source: Path, target: Path, calibration: list[dict[str,
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._batches, None)
 
-    with _quiet_root_logger():
-        quantize_static(
-            str(source),
-            str(target),
-            Batches(),
-            quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QUInt8,  # u8 activations x s8 weights: the VNNI kernels' fast path on x86
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=QUANTIZED_OPS,
-            calibrate_method=CalibrationMethod.MinMax,  # histogram methods need one fixed shape for every batch
-            extra_options=_float_default(),
-        )
+    shaped = target.with_name(f".shaped-{target.name}")
+    with_value_shapes(source, shaped)
+    try:
+        with _quiet_root_logger():
+            _quantize_static(shaped, target, Batches())
+    finally:
+        shaped.unlink(missing_ok=True)
     return target
+
+
+def with_value_shapes(source: Path, target: Path) -> Path:
+    """`source` with the type and shape of every intermediate tensor, by onnxruntime's symbolic shape inference
+    (which knows the fused contrib ops): without them the quantizer cannot tell which activations are float and
+    quantizes weights only."""
+    import onnx
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    model = SymbolicShapeInference.infer_shapes(onnx.load(str(source)), auto_merge=True, guess_output_rank=True)
+    onnx.save(model, str(target))
+    return target
+
+
+def _quantize_static(source: Path, target: Path, reader: Any) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(source),
+        str(target),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,  # u8 activations x s8 weights: the VNNI kernels' fast path on x86
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=QUANTIZED_OPS,
+        calibrate_method=CalibrationMethod.MinMax,  # histogram methods need one fixed shape for every batch
+        extra_options=_float_default(),
+    )

@@ -192,7 +192,7 @@ def test_prefect_yaml_deploys_to_the_work_pool_and_a_worker_runs_it(api: str, te
         return done.stdout
 
     prefect("work-pool", "create", "tunepipe-process", "--type", "process", "--base-job-template", str(template))
-    prefect("--no-prompt", "deploy", "--all")
+    prefect("--no-prompt", "deploy", "--name", "weekly", "--name", "on-data-change")  # retrain-gpu needs its own pool
     with _client(api) as client:
         weekly = client.read_deployment_by_name("retrain/weekly")
         assert weekly.work_pool_name == "tunepipe-process"
