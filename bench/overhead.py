@@ -408,10 +408,16 @@ def report(results: dict[str, dict], data: dict[str, Dataset], costs: dict, args
             f"Prefect's ephemeral start-up: about {prefect['first_flow'] - prefect['second_flow']:.1f} s "
             "(first flow minus second); a team Prefect server (`PREFECT_API_URL`) removes it.",
             "",
-            f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f} (above the core count, other "
-            "jobs shared the machine and the two arms' times are not comparable).",
+            f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f} {load_note()}.",
         ]
     )
+
+
+def load_note() -> str:
+    """Whether other jobs shared the machine: the benchmark's own threads load it up to its core count."""
+    if os.getloadavg()[0] > len(os.sched_getaffinity(0)) + 0.5:
+        return "(above the core count: other jobs shared the machine, the two arms' times are not comparable)"
+    return "(the benchmark's own threads: no other job shared the machine)"
 
 
 def main() -> None:
