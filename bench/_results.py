@@ -5,8 +5,10 @@ from __future__ import annotations
 import platform
 import re
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -48,6 +50,19 @@ def cpu_ghz() -> float:
 def peak_flops(precision: str, cores: int) -> float:
     """The machine's peak for `precision` (fp32, bf16 or int8) on `cores` cores, per second."""
     return cores * cpu_ghz() * 1e9 * OPS_PER_CYCLE[precision]
+
+
+def timed_steps(cfg: Any, run: Any, steps: tuple[str, ...]) -> tuple[dict[str, dict], dict[str, float]]:
+    """Run the library's `steps` in order on `run`: each step's summary and wall seconds, by step name."""
+    from pipeline_lib.steps import run_step
+
+    results, seconds = {}, {}
+    for step in steps:
+        start = time.perf_counter()
+        results[step] = run_step(step, cfg, run).to_dict()
+        seconds[step] = time.perf_counter() - start
+        print(f"[{step}] {seconds[step]:.0f} s", flush=True)
+    return results, seconds
 
 
 def write_section(name: str, body: str) -> None:

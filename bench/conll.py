@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
-from _results import machine, write_section
+from _results import machine, timed_steps, write_section
 
 from pipeline_lib.config import load_config
 from pipeline_lib.environment import apply_quiet_env
 from pipeline_lib.layout import RunDir
-from pipeline_lib.steps import run_step
 
 REPO = Path(__file__).resolve().parents[1]
 FULL_TRAIN_SENTENCES = 14041
@@ -34,17 +32,11 @@ def main() -> None:
     apply_quiet_env()
 
     cfg = load_config(REPO / "configs/conll2003.yaml", [f"data.path={args.data}", *args.overrides])
-    timings, results = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         cfg = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"store": f"{tmp}/store"})})
         run = RunDir(Path(tmp) / "run")
-        start = time.perf_counter()
-        for step in ("validate", "tokenize", "train", "evaluate"):
-            t0 = time.perf_counter()
-            results[step] = run_step(step, cfg, run).to_dict()
-            timings[step] = time.perf_counter() - t0
-            print(f"[{step}] {timings[step]:.0f} s", flush=True)
-        wall = time.perf_counter() - start
+        results, timings = timed_steps(cfg, run, ("validate", "tokenize", "train", "evaluate"))
+        wall = sum(timings.values())
 
     train, metrics, rows = results["train"], results["evaluate"]["metrics"], results["validate"]["rows"]
     epochs = max(float(train["epochs_run"]), 1e-9)

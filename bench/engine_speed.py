@@ -17,13 +17,12 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from _results import machine, peak_flops, write_section
+from _results import machine, peak_flops, timed_steps, write_section
 
 from pipeline_lib.config import load_config
 from pipeline_lib.environment import apply_quiet_env
 from pipeline_lib.hardware import usable_cores
 from pipeline_lib.layout import RunDir, read_json
-from pipeline_lib.steps import run_step
 
 REPO = Path(__file__).resolve().parents[1]
 GPU_PEAK = {"H100": {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12}, "A100": {"bf16": 312e12, "fp16": 312e12}}
@@ -71,8 +70,7 @@ def measure(model: str, source: str, args: argparse.Namespace, tmp: Path) -> dic
         ],
     )
     run = RunDir(tmp / f"run-{model}")
-    for step in ("validate", "tokenize", "train"):
-        run_step(step, cfg, run)
+    timed_steps(cfg, run, ("validate", "tokenize", "train"))
     summary = read_json(run.train_summary)
     lengths = load_from_disk(str(run.tokenized))["train"]["length"]
     mean_tokens = sum(lengths) / len(lengths)
@@ -106,7 +104,7 @@ def main() -> None:
     apply_quiet_env()
 
     with tempfile.TemporaryDirectory() as tmp:
-        sources = {"default": "default", "bert-base": "bert-base"}
+        sources = {"default": "default"}
         if "bert-base" in args.models:
             sources["bert-base"] = bert_base(Path(tmp) / "bert-base-random")
         rows = [measure(model, sources[model], args, Path(tmp)) for model in args.models]

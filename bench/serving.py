@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _results import machine, peak_flops, write_section
+from _results import machine, peak_flops, timed_steps, write_section
 
 from pipeline_lib.config import load_config
 from pipeline_lib.environment import apply_quiet_env
 from pipeline_lib.layout import RunDir
-from pipeline_lib.steps import run_step
 
 REPO = Path(__file__).resolve().parents[1]
 PRECISION = {
@@ -72,9 +71,8 @@ def main() -> None:
         if args.run_dir:
             shutil.copytree(args.run_dir, run.root, ignore=shutil.ignore_patterns("onnx", "checkpoints"))
         else:
-            for step in ("validate", "tokenize", "train"):
-                run_step(step, cfg, run)
-        table = run_step("export", cfg, run).to_dict()["runtime"]
+            timed_steps(cfg, run, ("validate", "tokenize", "train"))
+        table = timed_steps(cfg, run, ("export",))[0]["export"]["runtime"]
         flop = work_per_sample(run, table["sentences"])
 
     cores = table["threads"]
