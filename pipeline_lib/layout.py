@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,29 @@ def write_json(path: Path, payload: Any) -> Path:
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return path
+
+
+def staging_dir(target: Path) -> Path:
+    """A private, empty folder beside `target` to write a cache entry into before `publish_dir` (private so
+    that two processes filling the same entry never write into, or delete, each other's half)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+
+
+def publish_dir(staging: Path, target: Path, marker: str) -> bool:
+    """Move a fully written `staging` folder to `target` in one rename; `marker` is the file a complete entry
+    has. When a concurrent writer published a complete `target` first, keep theirs (same inputs, same
+    content) and drop ours. True when ours was published."""
+    try:
+        if target.exists() and not (target / marker).is_file():
+            shutil.rmtree(target, ignore_errors=True)  # a half entry left by an older, non-atomic writer
+        staging.rename(target)
+        return True
+    except OSError:
+        if not (target / marker).is_file():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+        return False
 
 
 def read_json(path: Path) -> Any:

@@ -80,7 +80,21 @@ def connect(cfg: PipelineConfig) -> Any:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    # MLflow creates and migrates a sqlite store on first use, and two processes doing that at once collide
+    # (`table experiments already exists`): first use goes through an OS file lock beside the database.
+    import fcntl
+
+    database = Path(uri.removeprefix("sqlite:///"))
+    with database.with_name(f"{database.name}.create.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # tracking tables
+            client.search_registered_models(max_results=1)  # registry tables
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    return client
 
 
 def experiment_id(cfg: PipelineConfig, client: Any) -> str:

@@ -13,7 +13,6 @@ import hashlib
 import importlib.metadata
 import json
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib.config import PipelineConfig
-from pipeline_lib.layout import RunDir, read_json, write_json
+from pipeline_lib.layout import RunDir, publish_dir, read_json, staging_dir, write_json
 from pipeline_lib.versioning import content_md5, file_md5
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -184,8 +183,7 @@ class StepStore:
         """Copy the step's outputs from the run directory into the store: staged under a private name, then
         renamed; when a concurrent run stored the same key first, its entry is kept (same inputs)."""
         target = self.entry(fp)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{fp.key}."))
+        staging = staging_dir(target)
         try:
             for rel in STEP_SPECS[fp.step].outputs:
                 source = run.root / rel
@@ -193,9 +191,7 @@ class StepStore:
                     ignore = shutil.ignore_patterns("checkpoints")
                     shutil.copytree(source, staging / "outputs" / rel, ignore=ignore)
             write_json(staging / "fingerprint.json", fp.to_dict())
-            if not self.has(fp):
-                shutil.rmtree(target, ignore_errors=True)  # a half entry without fingerprint.json
-                staging.rename(target)
+            publish_dir(staging, target, marker="fingerprint.json")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         write_json(self.root / fp.step / "last.json", fp.to_dict())

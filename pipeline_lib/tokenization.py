@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline_lib.config import PipelineConfig
-from pipeline_lib.layout import SPLITS, RunDir, read_json, write_json
+from pipeline_lib.layout import SPLITS, RunDir, publish_dir, read_json, staging_dir, write_json
 from pipeline_lib.modeling import load_tokenizer, resolve_model_source
 from pipeline_lib.task_types import task_for
 
@@ -91,12 +91,13 @@ def tokenize(cfg: PipelineConfig, run: RunDir) -> TokenizeResult:
     hit = (cached / "meta.json").is_file()
     if not hit:
         dataset = DatasetDict({split: encode_split(frame, tokenizer, cfg) for split, frame in frames.items()})
-        staging = cached.with_name(f".{key}.tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        dataset.save_to_disk(str(staging))
-        write_json(staging / "meta.json", _summary(dataset, cfg, key))
-        shutil.rmtree(cached, ignore_errors=True)
-        staging.rename(cached)
+        staging = staging_dir(cached)
+        try:
+            dataset.save_to_disk(str(staging))
+            write_json(staging / "meta.json", _summary(dataset, cfg, key))
+            publish_dir(staging, cached, marker="meta.json")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     shutil.rmtree(run.tokenized, ignore_errors=True)
     shutil.copytree(cached, run.tokenized)

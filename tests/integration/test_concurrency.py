@@ -26,7 +26,11 @@ def test_two_concurrent_runs_leave_one_champion_and_a_consistent_ledger(in_works
         for _ in range(2)
     ]
     outputs = [proc.communicate(timeout=600)[0].decode() for proc in procs]
-    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    tails = "\n".join(
+        f"--- run {i} exited {p.returncode}:\n{out[-3000:]}"
+        for i, (p, out) in enumerate(zip(procs, outputs, strict=True))
+    )
+    assert [proc.returncode for proc in procs] == [0, 0], tails
 
     client = registry.connect(load_config(None, overrides()))
     versions = client.search_model_versions(f"name='{NAME}'")
