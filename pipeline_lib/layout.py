@@ -100,14 +100,14 @@ def write_json(path: Path, payload: Any) -> Path:
     return path
 
 
-def staging_dir(target: Path) -> Path:
-    """A private, empty folder beside `target` to write a cache entry into before `publish_dir` (private so
+def cache_staging_dir(target: Path) -> Path:
+    """A private, empty folder beside `target` to write a cache entry into before `publish_cache_entry` (private so
     that two processes filling the same entry never write into, or delete, each other's half)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
 
 
-def publish_dir(staging: Path, target: Path, marker: str) -> bool:
+def publish_cache_entry(staging: Path, target: Path, marker: str) -> bool:
     """Move a fully written `staging` folder to `target` in one rename; `marker` is the file a complete entry
     has. When a concurrent writer published a complete `target` first, keep theirs (same inputs, same
     content) and drop ours. True when ours was published."""

@@ -87,6 +87,7 @@ def connect(cfg: PipelineConfig) -> Any:
     import fcntl
 
     database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)  # as MLflow does for a new store
     with database.with_name(f"{database.name}.create.lock").open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

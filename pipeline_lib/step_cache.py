@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib.config import PipelineConfig
-from pipeline_lib.layout import RunDir, publish_dir, read_json, staging_dir, write_json
+from pipeline_lib.layout import RunDir, cache_staging_dir, publish_cache_entry, read_json, write_json
 from pipeline_lib.versioning import content_md5, file_md5
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -183,7 +183,7 @@ class StepStore:
         """Copy the step's outputs from the run directory into the store: staged under a private name, then
         renamed; when a concurrent run stored the same key first, its entry is kept (same inputs)."""
         target = self.entry(fp)
-        staging = staging_dir(target)
+        staging = cache_staging_dir(target)
         try:
             for rel in STEP_SPECS[fp.step].outputs:
                 source = run.root / rel
@@ -191,7 +191,7 @@ class StepStore:
                     ignore = shutil.ignore_patterns("checkpoints")
                     shutil.copytree(source, staging / "outputs" / rel, ignore=ignore)
             write_json(staging / "fingerprint.json", fp.to_dict())
-            publish_dir(staging, target, marker="fingerprint.json")
+            publish_cache_entry(staging, target, marker="fingerprint.json")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         write_json(self.root / fp.step / "last.json", fp.to_dict())

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline_lib.config import PipelineConfig
-from pipeline_lib.layout import SPLITS, RunDir, publish_dir, read_json, staging_dir, write_json
+from pipeline_lib.layout import SPLITS, RunDir, cache_staging_dir, publish_cache_entry, read_json, write_json
 from pipeline_lib.modeling import load_tokenizer, resolve_model_source
 from pipeline_lib.task_types import task_for
 
@@ -91,11 +91,11 @@ def tokenize(cfg: PipelineConfig, run: RunDir) -> TokenizeResult:
     hit = (cached / "meta.json").is_file()
     if not hit:
         dataset = DatasetDict({split: encode_split(frame, tokenizer, cfg) for split, frame in frames.items()})
-        staging = staging_dir(cached)
+        staging = cache_staging_dir(cached)
         try:
             dataset.save_to_disk(str(staging))
             write_json(staging / "meta.json", _summary(dataset, cfg, key))
-            publish_dir(staging, cached, marker="meta.json")
+            publish_cache_entry(staging, cached, marker="meta.json")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

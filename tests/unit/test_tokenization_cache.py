@@ -10,7 +10,7 @@ import pytest
 
 from pipeline_lib import tokenization
 from pipeline_lib.config import load_config
-from pipeline_lib.layout import SPLITS, RunDir, publish_dir, staging_dir
+from pipeline_lib.layout import SPLITS, RunDir, cache_staging_dir, publish_cache_entry
 
 ROWS = {
     "train": [("Profit rose sharply in the quarter", "positive"), ("Sales fell", "negative")],
@@ -65,14 +65,14 @@ def test_two_runs_filling_the_same_entry_at_once_both_get_complete_data(cfg, tmp
 
 def test_publish_keeps_a_complete_entry_published_first(tmp_path: Path):
     target = tmp_path / "entry"
-    theirs = staging_dir(target)
+    theirs = cache_staging_dir(target)
     (theirs / "done").write_text("theirs")
-    ours = staging_dir(target)
+    ours = cache_staging_dir(target)
     (ours / "done").write_text("ours")
     assert theirs != ours and theirs.parent == ours.parent == tmp_path
 
-    assert publish_dir(theirs, target, marker="done") is True
-    assert publish_dir(ours, target, marker="done") is False
+    assert publish_cache_entry(theirs, target, marker="done") is True
+    assert publish_cache_entry(ours, target, marker="done") is False
     assert (target / "done").read_text() == "theirs" and not ours.exists()
 
 
@@ -80,10 +80,10 @@ def test_publish_replaces_a_half_entry_and_fails_loudly_otherwise(tmp_path: Path
     target = tmp_path / "entry"
     target.mkdir()
     (target / "part").write_text("half")  # no marker: an interrupted writer's leftovers
-    ours = staging_dir(target)
+    ours = cache_staging_dir(target)
     (ours / "done").write_text("ours")
-    assert publish_dir(ours, target, marker="done") is True
+    assert publish_cache_entry(ours, target, marker="done") is True
     assert sorted(p.name for p in target.iterdir()) == ["done"]
 
     with pytest.raises(OSError):
-        publish_dir(tmp_path / "never-written", tmp_path / "other", marker="done")
+        publish_cache_entry(tmp_path / "never-written", tmp_path / "other", marker="done")
