@@ -1,11 +1,14 @@
 """Pipeline overhead (issue 7): the same training with and without the pipeline around it.
 
-    python bench/overhead.py [--datasets tiny fpb] [--epochs N] [--repeats N] [--max-rows N] [--fpb-data FILE]
+    python bench/overhead.py [--datasets tiny fpb] [--home warm|cold] [--epochs N] [--repeats N] [--max-rows N]
+                             [--fpb-data FILE]
 
 Per dataset (`tiny`: the packaged 360-row sample with configs/default.yaml; `fpb`: Financial PhraseBank 50Agree with
 configs/financial_phrasebank.yaml), each config as is unless --epochs is given, in a fresh throw-away workspace: a git
-repository whose data file is `dvc add`ed and committed, a private MLflow sqlite store and a fresh PREFECT_HOME (so
-Prefect's ephemeral API starts cold, as on a fresh machine).
+repository whose data file is `dvc add`ed and committed, a private MLflow sqlite store and a private PREFECT_HOME.
+`--home warm` (default) creates Prefect's database and the MLflow store before the timed run, as on any machine that
+ran tunepipe before (every scheduled retrain but the first; no step cache, no champion, so every step runs);
+`--home cold` leaves both to the timed run, as on a machine's very first run.
 
 - raw: a fresh process validates and tokenizes (untimed), imports the training stack, then times `run_step("train")`
   alone: model load, Trainer.train() (per-epoch validation and checkpoints included), saving the best model. The
@@ -16,7 +19,8 @@ Prefect's ephemeral API starts cold, as on a fresh machine).
   task runs), the time before the first flow log line is process start-up (imports, Prefect's ephemeral API, the
   flow run's creation).
 - Prefect alone: a fresh process with a fresh PREFECT_HOME imports prefect and runs a one-task flow twice (the
-  first pays the ephemeral API's start); and the import cost of the CLI and of the training stack, each in a fresh
+  first pays the ephemeral API's start and the database's creation), then a second process on the same PREFECT_HOME
+  does the same (start-up only); and the import cost of the CLI and of the training stack, each in a fresh
   process.
 
 Overhead = (pipeline wall - raw train step wall) / raw train step wall. Targets: <= 5 % on 50Agree, <= 30 s on the
@@ -168,6 +172,16 @@ def prefect_child() -> dict:
     return {"import": imported, "first_flow": times[0], "second_flow": times[1]}
 
 
+def store_child() -> dict:
+    """Create the MLflow store that MLFLOW_TRACKING_URI names (tables and migrations), as a first run would."""
+    from pipeline_lib.config import load_config
+    from pipeline_lib.registry import connect
+
+    start = time.perf_counter()
+    connect(load_config(None, []))
+    return {"seconds": time.perf_counter() - start}
+
+
 def import_child(modules: list[str]) -> dict:
     import importlib
 
@@ -234,12 +248,24 @@ class PipelineRun:
         return rows
 
 
+def pipeline_env(root: Path) -> dict[str, str]:
+    return quiet_env(PREFECT_HOME=str(root / "prefect-home"), MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}")
+
+
+def warm_up(root: Path) -> None:
+    """What a machine that ran tunepipe before has (every retrain but the first): Prefect's database in
+    PREFECT_HOME and the MLflow store created. No step cache, no champion: the timed run still does every step."""
+    env = pipeline_env(root)
+    child_json(self_command("--child", "prefect"), root, env)
+    child_json(self_command("--child", "store"), root, env)
+
+
 def run_pipeline(ds: Dataset, root: Path, epochs: float | None) -> PipelineRun:
     """`tunepipe run` in a fresh process; every line stamped on arrival."""
     tunepipe = Path(sys.executable).parent / "tunepipe"
     command = [str(tunepipe)] if tunepipe.exists() else [sys.executable, "-m", "flows.cli"]
     command += ["run", "--config", str(ds.config), *[a for s in overrides(ds, epochs) for a in ("--set", s)]]
-    env = quiet_env(PREFECT_HOME=str(root / "prefect-home"), MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}")
+    env = pipeline_env(root)
     lines: list[tuple[float, str]] = []
     start = time.perf_counter()
     proc = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -264,7 +290,7 @@ def self_command(*args: str) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), *args]
 
 
-def measure(ds: Dataset, epochs: float | None, max_rows: int | None, repeats: int) -> dict:
+def measure(ds: Dataset, epochs: float | None, max_rows: int | None, repeats: int, warm: bool) -> dict:
     """Both arms `repeats` times, alternating, each in a fresh workspace; the fastest of each arm is kept."""
     raws, pipes = [], []
     for _ in range(repeats):
@@ -274,6 +300,8 @@ def measure(ds: Dataset, epochs: float | None, max_rows: int | None, repeats: in
             command = self_command("--child", "raw", "--config", str(ds.config), *overrides(ds, epochs))
             raws.append(child_json(command, root, raw_env))
             print(f"[{ds.key}] raw train step {raws[-1]['train_wall']:.1f}s", flush=True)
+            if warm:
+                warm_up(root)
             pipes.append(run_pipeline(ds, root, epochs))
             print(f"[{ds.key}] tunepipe run {pipes[-1].wall:.1f}s", flush=True)
         finally:
@@ -286,7 +314,8 @@ def measure(ds: Dataset, epochs: float | None, max_rows: int | None, repeats: in
 
 
 def fresh_process_costs() -> dict:
-    """Prefect's ephemeral start-up and the import costs, each in a fresh process with a fresh PREFECT_HOME."""
+    """Prefect's ephemeral start-up (fresh PREFECT_HOME, then the same one again) and the import costs, each in a
+    fresh process."""
     home = Path(tempfile.mkdtemp(prefix="bench-overhead-prefect-"))
     try:
         env = quiet_env(PREFECT_HOME=str(home))
@@ -296,6 +325,7 @@ def fresh_process_costs() -> dict:
         costs = {
             "interpreter": interpreter,
             "prefect": child_json(self_command("--child", "prefect"), home, env),
+            "prefect_again": child_json(self_command("--child", "prefect"), home, env),
             "cli": child_json(self_command("--child", "import", "flows.cli", "flows.retrain"), REPO, env)["seconds"],
             "training_stack": child_json(
                 self_command("--child", "import", "torch", "transformers", "pipeline_lib.training"), REPO, env
@@ -362,16 +392,22 @@ def report(results: dict[str, dict], data: dict[str, Dataset], costs: dict, args
                 f"{pipe.wall - pipe.steps['train']:.1f} s ({(pipe.wall - pipe.steps['train']) / inside:.0%} of the "
                 "run's own train step, free of the two arms' run-to-run difference)"
             )
-    prefect = costs["prefect"]
+    prefect, again = costs["prefect"], costs["prefect_again"]
     subset_note = f" Data cut to at most {args.max_rows} rows (every k-th row)." if args.max_rows else ""
     epochs_note = f"train.epochs={args.epochs:g} in both arms" if args.epochs else "each config's epochs as is"
+    home_note = (
+        "a machine that ran tunepipe before: PREFECT_HOME's database and the MLflow store already created, no step "
+        "cache, no champion"
+        if args.home == "warm"
+        else "a machine that never ran tunepipe: fresh PREFECT_HOME and MLflow store, created during the run"
+    )
     return "\n".join(
         [
             "## Pipeline overhead: the same training with and without the pipeline (issue 7)",
             "",
             f'Raw = `run_step("train")` alone on already tokenized data in a fresh process (model load, Trainer '
             f"loop with per-epoch validation, saving the best model); pipeline = `tunepipe run` in a fresh process "
-            f"(fresh PREFECT_HOME: ephemeral API started cold; git + DVC workspace; MLflow sqlite), same config and "
+            f"({home_note}; git + DVC workspace; MLflow sqlite), same config and "
             f"seed, {epochs_note}.{subset_note} Overhead = (pipeline wall - raw train step) / raw train step.",
             "",
             *summary,
@@ -402,11 +438,15 @@ def report(results: dict[str, dict], data: dict[str, Dataset], costs: dict, args
             f"| import the training stack (torch, transformers, `pipeline_lib.training`) | "
             f"{costs['training_stack']:.2f} |",
             f"| `import prefect` | {prefect['import']:.2f} |",
-            f"| first one-task flow, fresh PREFECT_HOME (ephemeral API start + run) | {prefect['first_flow']:.2f} |",
+            f"| first one-task flow, fresh PREFECT_HOME (ephemeral API start + database creation + run) | "
+            f"{prefect['first_flow']:.2f} |",
+            f"| first one-task flow, next process, same PREFECT_HOME (ephemeral API start + run) | "
+            f"{again['first_flow']:.2f} |",
             f"| second one-task flow in the same process (per-run orchestration) | {prefect['second_flow']:.2f} |",
             "",
-            f"Prefect's ephemeral start-up: about {prefect['first_flow'] - prefect['second_flow']:.1f} s "
-            "(first flow minus second); a team Prefect server (`PREFECT_API_URL`) removes it.",
+            f"Prefect's ephemeral start-up: about {again['first_flow'] - again['second_flow']:.1f} s per process "
+            f"(first flow minus second), plus {prefect['first_flow'] - again['first_flow']:.1f} s once per machine "
+            "to create its database; a team Prefect server (`PREFECT_API_URL`) removes both.",
             "",
             f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f} {load_note()}.",
         ]
@@ -429,7 +469,14 @@ def main() -> None:
     parser.add_argument(
         "--fpb-data", default=str(REPO.parent / "shared/data/financial_phrasebank/Sentences_50Agree.txt")
     )
-    parser.add_argument("--child", choices=["raw", "prefect", "import"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--home",
+        choices=["warm", "cold"],
+        default="warm",
+        help="warm: Prefect's database and the MLflow store exist before the timed run (every retrain but a "
+        "machine's first); cold: both are created during it",
+    )
+    parser.add_argument("--child", choices=["raw", "prefect", "store", "import"], help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -438,6 +485,7 @@ def main() -> None:
         child = {
             "raw": lambda: raw_child(args.config, args.rest),
             "prefect": prefect_child,
+            "store": store_child,
             "import": lambda: import_child(args.rest),
         }[args.child]
         print(json.dumps(child()), flush=True)
@@ -452,7 +500,9 @@ def main() -> None:
         if not data[key].source.is_file():
             parser.error(f"{key}: no data file {data[key].source} (--fpb-data FILE)")
     costs = fresh_process_costs()
-    results = {key: measure(data[key], args.epochs, args.max_rows, args.repeats) for key in args.datasets}
+    results = {
+        key: measure(data[key], args.epochs, args.max_rows, args.repeats, args.home == "warm") for key in args.datasets
+    }
     body = report(results, data, costs, args)
     write_section("overhead", body)
     print(body)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 import logging
 import sys
@@ -27,6 +29,10 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML con
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a field: --set train.epochs=3.")]
 
 apply_quiet_env()
+# Registered first, so it runs last: at exit, skip the interpreter's final garbage collection over the heap that
+# torch, transformers, GX, MLflow and Prefect leave (measured ~4 s of every `tunepipe run`); memory goes back to
+# the OS anyway, and every file the pipeline writes is closed by then.
+atexit.register(gc.freeze)
 
 
 def _config_path(config: Path | None) -> Path | None:
