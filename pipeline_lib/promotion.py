@@ -59,6 +59,11 @@ def failed_reason(gates: dict[str, Any]) -> str:
     return "gates failed: " + "; ".join(failed)
 
 
+def version_label(version: str | None) -> str:
+    """`v3`, or `no champion` where there was none."""
+    return "no champion" if version is None else f"v{version}"
+
+
 def _champion_version(client: Any, name: str) -> str | None:
     current = registry.alias_version(client, name, registry.CHAMPION)
     return None if current is None else str(current.version)
@@ -82,7 +87,10 @@ def move_champion(
         current = registry.alias_version(client, name, registry.CHAMPION)
         seen = None if current is None else str(current.version)
         if seen != expected:
-            raise PromotionError(f"{name}: champion changed from v{expected} to v{seen} meanwhile; nothing was moved")
+            raise PromotionError(
+                f"{name}: champion changed from {version_label(expected)} to {version_label(seen)} meanwhile; "
+                "nothing was moved"
+            )
         key = record(
             client,
             name,

@@ -146,7 +146,8 @@ def decide_alias(client: Any, cfg: PipelineConfig, gates: dict[str, Any]) -> tup
     if current_version != compared:
         return (
             False,
-            f"champion changed from v{compared} to v{current_version} while this run was gated",
+            f"champion changed from {promotion.version_label(compared)} to {promotion.version_label(current_version)}"
+            " while this run was gated",
             current,
         )
     return True, "every gate passed", current
