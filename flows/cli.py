@@ -194,6 +194,8 @@ def lineage(
                 f"    {row['runtime']:<26} {row['p50_ms_batch1']:>9.2f} ms @1  "
                 f"{row['samples_per_s_batch32']:>8.1f}/s @32  {eligible}"
             )
+        for name, why in info["runtime"].get("not_timed", {}).items():
+            typer.echo(f"    {name:<26} not timed: {why}")
     typer.echo(f"  promotion: {info['promotion']}")
 
 

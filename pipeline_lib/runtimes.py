@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 
 from pipeline_lib.config import PipelineConfig
-from pipeline_lib.hardware import usable_cores
+from pipeline_lib.hardware import cpu_bf16_flags, usable_cores
 from pipeline_lib.inference import META_FILE, OnnxPredictor
+
+NO_BF16 = "no bf16 hardware on this CPU (AMX or AVX-512 BF16): bf16 would be emulated, several times slower than fp32"
 
 
 def time_batches(predict: Callable[[list[str]], Any], texts: list[str], batch_size: int, rounds: int) -> list[float]:
@@ -61,10 +63,15 @@ def select(
     metric_torch: float,
     model: Any,
     tokenizer: Any,
+    bf16_native: bool | None = None,
 ) -> dict[str, Any]:
     """Time and judge each candidate `{name: (graph file, task metric, label agreement with PyTorch)}`, record the
-    fastest eligible one in the folder's tunepipe.json, and return the table."""
+    fastest eligible one in the folder's tunepipe.json, and return the table. PyTorch bf16 is timed as a
+    reference only where the CPU does bf16 in hardware (`bf16_native`, detected when None)."""
     import torch
+
+    if bf16_native is None:
+        bf16_native = bool(cpu_bf16_flags())
 
     threads = cfg.train.num_threads or usable_cores()
     torch.set_num_threads(threads)
@@ -86,15 +93,12 @@ def select(
             }
         )
     model.eval()
+    precisions = {"pytorch-fp32": False, "pytorch-bf16": True}
+    not_timed = {} if bf16_native else {"pytorch-bf16": NO_BF16}
     references = [
-        {
-            "runtime": "pytorch-fp32",
-            **speed(torch_reference(model, tokenizer, cfg.model.max_length, False), texts, rounds),
-        },
-        {
-            "runtime": "pytorch-bf16",
-            **speed(torch_reference(model, tokenizer, cfg.model.max_length, True), texts, rounds),
-        },
+        {"runtime": name, **speed(torch_reference(model, tokenizer, cfg.model.max_length, bf16), texts, rounds)}
+        for name, bf16 in precisions.items()
+        if name not in not_timed
     ]
     eligible = [row for row in rows if row["eligible"]] or rows[:1]
     chosen = min(eligible, key=lambda row: (row["p50_ms_batch1"], -row["samples_per_s_batch32"]))
@@ -112,4 +116,5 @@ def select(
         "mean_words": round(float(np.mean([len(t.split()) for t in texts])), 1) if texts else 0.0,
         "candidates": rows,
         "references": references,
+        "not_timed": not_timed,
     }

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_lib import runtimes
 from pipeline_lib.config import PipelineConfig
 from pipeline_lib.export import export
 from pipeline_lib.inference import OnnxPredictor
@@ -14,8 +15,11 @@ from pipeline_lib.inference import OnnxPredictor
 from .test_export import make_trained_run
 
 
-@pytest.mark.parametrize("budget", [0.0, 1.0])
-def test_export_times_each_graph_and_records_the_fastest_eligible(tmp_path: Path, budget: float):
+@pytest.mark.parametrize(("budget", "bf16_flags"), [(0.0, ("avx512_bf16",)), (1.0, ())])
+def test_export_times_each_graph_and_records_the_fastest_eligible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: float, bf16_flags: tuple[str, ...]
+):
+    monkeypatch.setattr(runtimes, "cpu_bf16_flags", lambda: bf16_flags)  # the CPU's bf16 hardware, overridden
     cfg = PipelineConfig.model_validate(
         {"export": {"select_runtime": True, "runtime_metric_budget": budget, "runtime_timing_sentences": 8}}
     )
@@ -23,7 +27,11 @@ def test_export_times_each_graph_and_records_the_fastest_eligible(tmp_path: Path
     table = export(cfg, run).runtime
     rows = {row["runtime"]: row for row in table["candidates"]}
     assert set(rows) == {"onnxruntime-fp32", "onnxruntime-int8-dynamic", "onnxruntime-int8-static"}
-    assert {ref["runtime"] for ref in table["references"]} == {"pytorch-fp32", "pytorch-bf16"}
+    # PyTorch bf16 is a reference only where bf16 runs in hardware; elsewhere the table says why it is absent
+    timed = {"pytorch-fp32", "pytorch-bf16"} if bf16_flags else {"pytorch-fp32"}
+    assert {ref["runtime"] for ref in table["references"]} == timed
+    assert set(table["not_timed"]) == {"pytorch-bf16"} - timed
+    assert all("no bf16 hardware" in why for why in table["not_timed"].values())
     for row in [*rows.values(), *table["references"]]:
         assert row["p50_ms_batch1"] > 0 and row["samples_per_s_batch32"] > 0
     for row in rows.values():
