@@ -9,12 +9,16 @@ import pytest
 
 from pipeline_lib.versioning import SEED_DATASET
 
-FAST_TRAINING = [
+# A few steps on a tiny slice, no quality floors; the serving runtime is not chosen by timing (test_flow.py and
+# test_runtimes.py cover that choice; elsewhere it only adds ~10 s per export), and the latency gate times 10 texts.
+FAST_RUN = [
     "train.max_steps=6",
     "train.batch_size=8",
     "train.learning_rate=1e-4",
     "train.early_stopping_patience=0",
     "gates.floors={}",
+    "gates.latency_samples=10",
+    "export.select_runtime=false",
 ]
 
 
@@ -35,7 +39,7 @@ def in_workspace(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def overrides(*extra: str) -> list[str]:
-    return ["data.path=data/sample.csv", *FAST_TRAINING, *extra]
+    return ["data.path=data/sample.csv", *FAST_RUN, *extra]
 
 
 def cli_sets(*extra: str) -> list[str]:

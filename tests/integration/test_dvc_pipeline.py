@@ -18,7 +18,7 @@ import yaml
 from pipeline_lib.config import load_config
 from pipeline_lib.versioning import SEED_DATASET, dvc_pointer_md5
 
-from .conftest import FAST_TRAINING
+from .conftest import FAST_RUN
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -69,7 +69,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(REPO / "pipeline_lib", root / "pipeline_lib", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "data").mkdir()
     pd.read_csv(SEED_DATASET).groupby("label", group_keys=False).head(30).to_csv(root / DATA, index=False)
-    params = load_config(REPO / "configs" / "default.yaml", FAST_TRAINING)
+    params = load_config(REPO / "configs" / "default.yaml", FAST_RUN)
     (root / "params.yaml").write_text(params.to_yaml())
     (root / ".gitignore").write_text(".tunepipe/\n")
     sh(root, "git", "init", "-q")

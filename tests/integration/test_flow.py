@@ -16,11 +16,20 @@ from pipeline_lib import registry
 from pipeline_lib.config import load_config
 from pipeline_lib.validation import DataValidationError
 
-from .conftest import cli_sets, overrides
+from . import conftest
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
 NAME = "financial-sentiment"
+SELECT_RUNTIME = "export.select_runtime=true"  # this module checks the serving runtime chosen by measurement
+
+
+def overrides(*extra: str) -> list[str]:
+    return conftest.overrides(SELECT_RUNTIME, *extra)
+
+
+def cli_sets(*extra: str) -> list[str]:
+    return conftest.cli_sets(SELECT_RUNTIME, *extra)
 
 
 def registry_state(workspace: Path) -> dict:

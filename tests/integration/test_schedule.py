@@ -19,14 +19,14 @@ from pipeline_lib import registry
 from pipeline_lib.config import load_config
 from pipeline_lib.versioning import SEED_DATASET, file_md5
 
-from .conftest import FAST_TRAINING
+from .conftest import FAST_RUN
 from .servers import BIN, child, child_env, prefect_server
 
 pytestmark = pytest.mark.integration
 NAME = "financial-sentiment"
 REPO = Path(__file__).resolve().parents[2]
 DEPLOYMENT = "retrain/it-weekly"
-SETS = ["data.path=data/sample.csv", *FAST_TRAINING]
+SETS = ["data.path=data/sample.csv", *FAST_RUN]
 
 
 def sh(cwd: Path, *args: str) -> str:
@@ -197,7 +197,7 @@ def test_prefect_yaml_deploys_to_the_work_pool_and_a_worker_runs_it(api: str, te
         weekly = client.read_deployment_by_name("retrain/weekly")
         assert weekly.work_pool_name == "tunepipe-process"
         assert [s.schedule.cron for s in weekly.schedules] == ["0 3 * * 1"]
-    params = '{"overrides": ' + json.dumps(FAST_TRAINING) + "}"
+    params = '{"overrides": ' + json.dumps(FAST_RUN) + "}"
     prefect("deployment", "run", "retrain/on-data-change", "--params", params)
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     worker = ["worker", "start", "--pool", "tunepipe-process", "--run-once"]
