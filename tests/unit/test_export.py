@@ -58,7 +58,8 @@ def make_trained_run(root: Path, model_input_names: list[str] | None = None) -> 
 
 @pytest.fixture(scope="module")
 def cfg() -> PipelineConfig:
-    return PipelineConfig.model_validate({"export": {"optimize": True, "quantize_int8": True}})
+    # the serving-runtime choice is tested in test_runtimes.py; here it would only add its timing
+    return PipelineConfig.model_validate({"export": {"optimize": True, "quantize_int8": True, "select_runtime": False}})
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +190,8 @@ def test_killed_export_leaves_previous_folder_and_reexport_recovers(
 
 def test_torchscript_exporter_gives_fused_attention_with_parity(tmp_path: Path) -> None:
     run = make_trained_run(tmp_path / "run")
-    result = export(PipelineConfig.model_validate({"export": {"exporter": "torchscript", "quantize_int8": True}}), run)
+    settings = {"exporter": "torchscript", "quantize_int8": True, "select_runtime": False}
+    result = export(PipelineConfig.model_validate({"export": settings}), run)
     ops = {node.op_type for node in onnx.load(str(run.onnx_dir / "model.onnx")).graph.node}
     assert result.optimizer["Attention"] == 6 and "Attention" in ops
     assert result.max_abs_logit_diff < 1e-3 and result.agreement == 1.0
