@@ -1,4 +1,5 @@
-"""Training engine through the real CLI and flow: DDP on CPU (gloo), kill + resume, LoRA and head-only runs."""
+"""Training engine through the real CLI and flow: DDP on CPU (gloo), kill + resume, LoRA and head-only runs, bf16 on
+the CPU."""
 
 from __future__ import annotations
 
@@ -63,6 +64,23 @@ def test_lora_and_head_only_runs_export_and_register(in_workspace: Path, strateg
     export = json.loads(run.export_summary.read_text())
     assert export["agreement"] == 1.0 and export["max_abs_logit_diff"] < 1e-3
     assert len(versions(in_workspace)) == before + 1
+
+
+def test_bf16_cpu_run_trains_exports_and_registers(in_workspace: Path):
+    """`train.precision=bf16` on the CPU whatever `auto` picks here (where the CPU lacks bf16 hardware, torch
+    emulates it: slower, same path); the registered version's lineage says bf16 on cpu."""
+    from pipeline_lib.registration import lineage
+
+    before = len(versions(in_workspace))
+    run_cli("train.precision=bf16", "train.max_steps=2", "train.batch_size=4")
+    summary = json.loads(newest_run(in_workspace).train_summary.read_text())
+    assert (summary["precision"], summary["device"]) == ("bf16", "cpu")
+    registered = versions(in_workspace)
+    assert len(registered) == before + 1
+    newest = max(int(v.version) for v in registered)
+    info = lineage(load_config(None, overrides()), f"{NAME}/{newest}")
+    assert (info["precision"], info["device"]) == ("bf16", "cpu")
+    assert json.loads(newest_run(in_workspace).export_summary.read_text())["agreement"] == 1.0
 
 
 def test_killed_training_resumes_to_the_same_step_count_and_registers(in_workspace: Path):
