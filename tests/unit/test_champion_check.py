@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from pipeline_lib import promotion, registry
-from pipeline_lib.config import load_config
 from pipeline_lib.registration import decide_alias
+
+from .stores import store_with_versions
 
 NAME = "champion-check"
 
@@ -17,15 +18,8 @@ NAME = "champion-check"
 @pytest.fixture
 def two_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """v1 and v2 registered, v1 promoted (ledgered) while v2's run was still being gated against no champion."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    cfg = load_config(None, [f"paths.store={tmp_path / 'store'}", f"registry.model_name={NAME}"])
-    client = registry.connect(cfg)
-    exp = registry.experiment_id(cfg, client)
-    client.create_registered_model(NAME)
-    runs = [client.create_run(exp).info for _ in range(2)]
-    for run in runs:
-        client.create_model_version(NAME, f"{run.artifact_uri}/model", run.run_id)
-    promotion.move_champion(client, NAME, "1", expected=None, action="promote", reason="first", run_id=runs[0].run_id)
+    cfg, client, runs = store_with_versions(tmp_path, monkeypatch, NAME, 2)
+    promotion.move_champion(client, NAME, "1", expected=None, action="promote", reason="first", run_id=runs[0])
     return cfg, client
 
 

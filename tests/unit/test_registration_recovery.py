@@ -18,6 +18,8 @@ from pipeline_lib.registration_journal import PENDING, STATUS_TAG, Journal, swee
 from pipeline_lib.resilience import RegistryUnavailable, bound_http_retries, is_unreachable, retry_unreachable
 from tests.integration.servers import free_port
 
+from .stores import store_with_versions
+
 NAME = "recovery-test"
 
 
@@ -62,16 +64,7 @@ def _dead_owner() -> str:
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A local store where v1 is champion (ledgered) and a crashed process got v2 as far as its alias move."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    cfg = load_config(None, [f"paths.store={tmp_path / 'store'}", f"registry.model_name={NAME}"])
-    client = registry.connect(cfg)
-    exp = registry.experiment_id(cfg, client)
-    client.create_registered_model(NAME)
-    runs, versions = [], []
-    for _ in range(2):
-        run = client.create_run(exp)
-        runs.append(run.info.run_id)
-        versions.append(client.create_model_version(NAME, f"{run.info.artifact_uri}/model", run.info.run_id).version)
+    cfg, client, runs = store_with_versions(tmp_path, monkeypatch, NAME, 2)
     promotion.move_champion(client, NAME, "1", expected=None, action="promote", reason="first", run_id=runs[0])
     promotion.record(client, NAME, "2", action="promote", previous="1", reason="second", run_id=runs[1])
     client.set_terminated(runs[1], "FINISHED")  # as a registration does just before its alias move
