@@ -84,8 +84,7 @@ def move_champion(
     """Point `champion` at `version` if it still points at `expected`. The move is ledgered first and the alias
     moved last, so a failure never leaves an unledgered champion (the record is taken back if the move fails)."""
     with registry.alias_lock(name):
-        current = registry.alias_version(client, name, registry.CHAMPION)
-        seen = None if current is None else str(current.version)
+        seen = _champion_version(client, name)
         if seen != expected:
             raise PromotionError(
                 f"{name}: champion changed from {version_label(expected)} to {version_label(seen)} meanwhile; "

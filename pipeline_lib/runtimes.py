@@ -63,15 +63,11 @@ def select(
     metric_torch: float,
     model: Any,
     tokenizer: Any,
-    bf16_native: bool | None = None,
 ) -> dict[str, Any]:
     """Time and judge each candidate `{name: (graph file, task metric, label agreement with PyTorch)}`, record the
     fastest eligible one in the folder's tunepipe.json, and return the table. PyTorch bf16 is timed as a
-    reference only where the CPU does bf16 in hardware (`bf16_native`, detected when None)."""
+    reference only where the CPU does bf16 in hardware."""
     import torch
-
-    if bf16_native is None:
-        bf16_native = bool(cpu_bf16_flags())
 
     threads = cfg.train.num_threads or usable_cores()
     torch.set_num_threads(threads)
@@ -94,7 +90,7 @@ def select(
         )
     model.eval()
     precisions = {"pytorch-fp32": False, "pytorch-bf16": True}
-    not_timed = {} if bf16_native else {"pytorch-bf16": NO_BF16}
+    not_timed = {} if cpu_bf16_flags() else {"pytorch-bf16": NO_BF16}
     references = [
         {"runtime": name, **speed(torch_reference(model, tokenizer, cfg.model.max_length, bf16), texts, rounds)}
         for name, bf16 in precisions.items()
