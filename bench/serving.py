@@ -100,7 +100,10 @@ def main() -> None:
         f"financial_phrasebank.yaml), {table['sentences']} real test sentences (mean {table['mean_words']} words), "
         f"{table['threads']} threads, metric budget {table['metric_budget']} of macro-F1 below PyTorch "
         f"({table['metric_torch']:.4f}); agreement = share of test labels equal to onnxruntime fp32's. "
-        f"Chosen: **{table['chosen']}** (`{table['graph']}`).\n\n" + "\n".join(lines) + f"\n\nMachine: {machine()}."
+        f"Chosen: **{table['chosen']}** (`{table['graph']}`).\n\n"
+        + "\n".join(lines)
+        + "".join(f"\n\nNot timed: {name}: {why}." for name, why in table.get("not_timed", {}).items())
+        + f"\n\nMachine: {machine()}."
     )
     write_section("serving", body)
     print(body)
