@@ -1,16 +1,26 @@
-"""Shared helpers for benchmarks: the machine's description and a section writer for RESULTS.md."""
+"""What every benchmark shares: the repository and the real data beside it, the machine's description, the
+library steps run in a throw-away store, and the section writer for RESULTS.md."""
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"  # the real corpora (never copied into the repository)
+FPB_50AGREE = SHARED_DATA / "financial_phrasebank" / "Sentences_50Agree.txt"
+LIBRARY_STEPS = ("validate", "tokenize", "train", "evaluate")  # what a quality benchmark runs: no registry
 
 
 def machine() -> str:
@@ -63,6 +73,76 @@ def timed_steps(cfg: Any, run: Any, steps: tuple[str, ...]) -> tuple[dict[str, d
         seconds[step] = time.perf_counter() - start
         print(f"[{step}] {seconds[step]:.0f} s", flush=True)
     return results, seconds
+
+
+def train_and_score(
+    config: str | Path, overrides: list[str], steps: tuple[str, ...] = LIBRARY_STEPS
+) -> tuple[Any, dict[str, dict], dict[str, float]]:
+    """Load `config` with `overrides` and run the library's `steps` in a throw-away run directory and store:
+    the config, each step's summary and its wall seconds."""
+    import tempfile
+
+    from pipeline_lib.config import load_config
+    from pipeline_lib.environment import apply_quiet_env
+    from pipeline_lib.layout import RunDir
+
+    apply_quiet_env()
+    cfg = load_config(config, overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"store": f"{tmp}/store"})})
+        results, seconds = timed_steps(cfg, RunDir(Path(tmp) / "run"), steps)
+    return cfg, results, seconds
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of every child: offline, quiet, unbuffered, never a team Prefect server."""
+    from pipeline_lib.environment import QUIET_ENV
+
+    env = {**QUIET_ENV, **os.environ, "PYTHONUNBUFFERED": "1", **extra}
+    env.pop("PREFECT_API_URL", None)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def subset(source: Path, target: Path, max_rows: int | None) -> None:
+    """Copy the data file, or every k-th row of it (header kept for CSV) so that all classes stay in."""
+    if not max_rows:
+        shutil.copyfile(source, target)
+        return
+    lines = source.read_bytes().splitlines(keepends=True)
+    header, body = (lines[:1], lines[1:]) if source.suffix == ".csv" else ([], lines)
+    step = max(1, -(-len(body) // max_rows))
+    target.write_bytes(b"".join(header + body[::step][:max_rows]))
+
+
+def child_json(command: list[str], cwd: Path, env: dict[str, str]) -> dict:
+    """Run a fresh process that prints one JSON object as its last stdout line."""
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def dvc_workspace(source: Path, prefix: str, max_rows: int | None = None) -> Path:
+    """A throw-away project as `tunepipe run` sees one: a git repository whose data file (`data/<name>`, a copy of
+    `source` or every k-th row of it) is `dvc add`ed with a local remote and committed."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    (root / "data").mkdir()
+    subset(source, root / "data" / source.name, max_rows)
+    (root / ".gitignore").write_text(".tunepipe/\nartifacts/\nprefect-home/\nmlflow.db\nraw/\n")
+    env = child_env()
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "bench@example.com"],
+        ["git", "config", "user.name", "bench"],
+        [sys.executable, "-m", "dvc", "init", "-q"],
+        [sys.executable, "-m", "dvc", "remote", "add", "-d", "local", str(root / "dvc-remote")],
+        [sys.executable, "-m", "dvc", "add", "-q", f"data/{source.name}"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-q", "-m", "data"],
+    ):
+        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
+    return root
 
 
 def write_section(name: str, body: str) -> None:

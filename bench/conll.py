@@ -10,33 +10,23 @@ the figures to bench/RESULTS.md. A reduced CPU run: --set data.max_train_sentenc
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
-from _results import machine, timed_steps, write_section
+from _results import REPO, SHARED_DATA, machine, train_and_score, write_section
 
-from pipeline_lib.config import load_config
-from pipeline_lib.environment import apply_quiet_env
-from pipeline_lib.layout import RunDir
-
-REPO = Path(__file__).resolve().parents[1]
 FULL_TRAIN_SENTENCES = 14041
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(REPO.parent / "shared/data/conll2003"))
+    parser.add_argument("--data", default=str(SHARED_DATA / "conll2003"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--section", default="conll", help="RESULTS.md section name (one per kind of run)")
     args = parser.parse_args()
-    apply_quiet_env()
 
-    cfg = load_config(REPO / "configs/conll2003.yaml", [f"data.path={args.data}", *args.overrides])
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"store": f"{tmp}/store"})})
-        run = RunDir(Path(tmp) / "run")
-        results, timings = timed_steps(cfg, run, ("validate", "tokenize", "train", "evaluate"))
-        wall = sum(timings.values())
+    cfg, results, timings = train_and_score(
+        REPO / "configs/conll2003.yaml", [f"data.path={args.data}", *args.overrides]
+    )
+    wall = sum(timings.values())
 
     train, metrics, rows = results["train"], results["evaluate"]["metrics"], results["validate"]["rows"]
     epochs = max(float(train["epochs_run"]), 1e-9)

@@ -17,14 +17,13 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from _results import machine, peak_flops, timed_steps, write_section
+from _results import FPB_50AGREE, REPO, machine, peak_flops, timed_steps, write_section
 
 from pipeline_lib.config import load_config
 from pipeline_lib.environment import apply_quiet_env
 from pipeline_lib.hardware import usable_cores
 from pipeline_lib.layout import RunDir, read_json
 
-REPO = Path(__file__).resolve().parents[1]
 GPU_PEAK = {"H100": {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12}, "A100": {"bf16": 312e12, "fp16": 312e12}}
 
 
@@ -33,7 +32,7 @@ def bert_base(folder: Path) -> str:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from pipeline_lib.modeling import resolve_model_source
+    from pipeline_lib.training.modeling import resolve_model_source
 
     torch.manual_seed(0)
     BertForSequenceClassification(BertConfig(num_labels=3)).save_pretrained(folder)
@@ -95,7 +94,7 @@ def measure(model: str, source: str, args: argparse.Namespace, tmp: Path) -> dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(REPO.parent / "shared/data/financial_phrasebank/Sentences_50Agree.txt"))
+    parser.add_argument("--data", default=str(FPB_50AGREE))
     parser.add_argument("--models", nargs="+", default=["default", "bert-base"], choices=["default", "bert-base"])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=16)

@@ -9,31 +9,19 @@ Runs the library steps validate → tokenize → train → evaluate (no registry
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
-from _results import machine, timed_steps, write_section
-
-from pipeline_lib.config import load_config
-from pipeline_lib.environment import apply_quiet_env
-from pipeline_lib.layout import RunDir
-
-REPO = Path(__file__).resolve().parents[1]
+from _results import FPB_50AGREE, REPO, machine, train_and_score, write_section
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(REPO.parent / "shared/data/financial_phrasebank/Sentences_50Agree.txt"))
+    parser.add_argument("--data", default=str(FPB_50AGREE))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
-    apply_quiet_env()
 
-    cfg = load_config(REPO / "configs/financial_phrasebank.yaml", [f"data.path={args.data}", *args.overrides])
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"store": f"{tmp}/store"})})
-        run = RunDir(Path(tmp) / "run")
-        results, timings = timed_steps(cfg, run, ("validate", "tokenize", "train", "evaluate"))
-        wall = sum(timings.values())
+    config = REPO / "configs/financial_phrasebank.yaml"
+    _, results, timings = train_and_score(config, [f"data.path={args.data}", *args.overrides])
+    wall = sum(timings.values())
 
     train, metrics, rows = results["train"], results["evaluate"]["metrics"], results["validate"]["rows"]
     body = f"""## Financial PhraseBank 50Agree, default model (issue 2)

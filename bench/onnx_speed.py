@@ -19,13 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from _results import machine, write_section
+from _results import SHARED_DATA, machine, write_section
 
 from pipeline_lib.environment import apply_quiet_env
 
-REPO = Path(__file__).resolve().parents[1]
 LABELS = ["negative", "neutral", "positive"]
-PHRASEBANK = REPO.parent / "shared/data/financial_phrasebank/Sentences_AllAgree.txt"
+PHRASEBANK = SHARED_DATA / "financial_phrasebank" / "Sentences_AllAgree.txt"
 
 
 def read_sentences(path: Path, n: int) -> tuple[list[str], list[int]]:
@@ -38,8 +37,8 @@ def read_sentences(path: Path, n: int) -> tuple[list[str], list[int]]:
 def load_model(model_dir: str | None) -> tuple[object, object]:
     import torch
 
-    from pipeline_lib.export import load_trained
-    from pipeline_lib.modeling import load_classifier, load_tokenizer, resolve_model_source
+    from pipeline_lib.runtime.onnx_export import load_trained
+    from pipeline_lib.training.modeling import load_classifier, load_tokenizer, resolve_model_source
 
     if model_dir:
         return load_trained(Path(model_dir), "sequence_classification")
@@ -50,9 +49,9 @@ def load_model(model_dir: str | None) -> tuple[object, object]:
 
 def build_graphs(model: object, tokenizer: object, folder: Path, exporter: str) -> dict[str, object]:
     """The export step's ONNX folder: optimized fp32 graph and int8 graph."""
-    from pipeline_lib.export import graph_input_names, optimize_graph, write_onnx_folder
-    from pipeline_lib.inference import INT8_FILE, ONNX_FILE
-    from pipeline_lib.quantization import quantize_dynamic_int8
+    from pipeline_lib.runtime.onnx_export import graph_input_names, optimize_graph, write_onnx_folder
+    from pipeline_lib.runtime.predictor import INT8_FILE, ONNX_FILE
+    from pipeline_lib.runtime.quantization import quantize_dynamic_int8
 
     meta = {
         "task": "sequence_classification",
@@ -93,7 +92,7 @@ def main() -> None:
     import onnxruntime as ort
     import torch
 
-    from pipeline_lib.inference import INT8_FILE, ONNX_FILE
+    from pipeline_lib.runtime.predictor import INT8_FILE, ONNX_FILE
 
     torch.set_num_threads(args.threads)
     texts, y = read_sentences(Path(args.data), args.sentences)
@@ -151,7 +150,7 @@ def main() -> None:
                 logits[name].append(fn())
         pred = {k: np.concatenate(v).argmax(-1) for k, v in logits.items()}
 
-    from pipeline_lib.bootstrap import fast_metric
+    from pipeline_lib.task_types.bootstrap import fast_metric
 
     quality = {k: fast_metric(np.array(y), p, 3, "macro_f1", LABELS) for k, p in pred.items()}
     agree = {k: float((pred[k] == pred["torch"]).mean()) for k in ("fp32", "int8")}

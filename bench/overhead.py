@@ -41,8 +41,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _results import FPB_50AGREE, REPO, child_env, child_json, dvc_workspace, machine, write_section
 
 STEPS = ("validate", "tokenize", "train", "evaluate", "export", "gate", "register")
 STEP_LINE = re.compile(r"\[(" + "|".join(STEPS) + r")\] (\d+(?:\.\d+)?)s\b")
@@ -61,7 +60,7 @@ class Dataset:
 
 
 def datasets(fpb_data: str) -> dict[str, Dataset]:
-    from pipeline_lib.versioning import SEED_DATASET
+    from pipeline_lib.data.versions import SEED_DATASET
 
     return {
         "tiny": Dataset("tiny", REPO / "configs/default.yaml", Path(SEED_DATASET), "packaged sample (360 rows)"),
@@ -71,58 +70,12 @@ def datasets(fpb_data: str) -> dict[str, Dataset]:
     }
 
 
-def quiet_env(**extra: str) -> dict[str, str]:
-    """The environment of every child: offline, quiet, unbuffered, never a team Prefect server."""
-    from pipeline_lib.environment import QUIET_ENV
-
-    env = {**QUIET_ENV, **os.environ, "PYTHONUNBUFFERED": "1", **extra}
-    env.pop("PREFECT_API_URL", None)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    return env
-
-
-def subset(source: Path, target: Path, max_rows: int | None) -> None:
-    """Copy the data file, or every k-th row of it (header kept for CSV) so that all classes stay in."""
-    if not max_rows:
-        shutil.copyfile(source, target)
-        return
-    lines = source.read_bytes().splitlines(keepends=True)
-    header, body = (lines[:1], lines[1:]) if source.suffix == ".csv" else ([], lines)
-    step = max(1, -(-len(body) // max_rows))
-    target.write_bytes(b"".join(header + body[::step][:max_rows]))
-
-
 def make_workspace(ds: Dataset, max_rows: int | None) -> Path:
-    """A git repository with the data file tracked by DVC (local remote), as `tunepipe run` sees it in a project."""
-    root = Path(tempfile.mkdtemp(prefix=f"bench-overhead-{ds.key}-"))
-    (root / "data").mkdir()
-    subset(ds.source, root / "data" / ds.source.name, max_rows)
-    (root / ".gitignore").write_text(".tunepipe/\nartifacts/\nprefect-home/\nmlflow.db\nraw/\n")
-    env = quiet_env()
-    for command in (
-        ["git", "init", "-q"],
-        ["git", "config", "user.email", "bench@example.com"],
-        ["git", "config", "user.name", "bench"],
-        [sys.executable, "-m", "dvc", "init", "-q"],
-        [sys.executable, "-m", "dvc", "remote", "add", "-d", "local", str(root / "dvc-remote")],
-        [sys.executable, "-m", "dvc", "add", "-q", f"data/{ds.source.name}"],
-        ["git", "add", "-A"],
-        ["git", "commit", "-q", "-m", "data"],
-    ):
-        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
-    return root
+    return dvc_workspace(ds.source, f"bench-overhead-{ds.key}-", max_rows)
 
 
 def overrides(ds: Dataset, epochs: float | None) -> list[str]:
     return [f"data.path=data/{ds.source.name}", *([f"train.epochs={epochs:g}"] if epochs else [])]
-
-
-def child_json(command: list[str], cwd: Path, env: dict[str, str]) -> dict:
-    """Run a fresh process that prints one JSON object as its last stdout line."""
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # ---- children (each runs in a fresh interpreter) -------------------------------------------------------------
@@ -175,7 +128,7 @@ def prefect_child() -> dict:
 def store_child() -> dict:
     """Create the MLflow store that MLFLOW_TRACKING_URI names (tables and migrations), as a first run would."""
     from pipeline_lib.config import load_config
-    from pipeline_lib.registry import connect
+    from pipeline_lib.registry.store import connect
 
     start = time.perf_counter()
     connect(load_config(None, []))
@@ -249,7 +202,7 @@ class PipelineRun:
 
 
 def pipeline_env(root: Path) -> dict[str, str]:
-    return quiet_env(PREFECT_HOME=str(root / "prefect-home"), MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}")
+    return child_env(PREFECT_HOME=str(root / "prefect-home"), MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}")
 
 
 def warm_up(root: Path) -> None:
@@ -296,7 +249,7 @@ def measure(ds: Dataset, epochs: float | None, max_rows: int | None, repeats: in
     for _ in range(repeats):
         root = make_workspace(ds, max_rows)
         try:
-            raw_env = quiet_env(PREFECT_HOME=str(root / "prefect-home-raw"))
+            raw_env = child_env(PREFECT_HOME=str(root / "prefect-home-raw"))
             command = self_command("--child", "raw", "--config", str(ds.config), *overrides(ds, epochs))
             raws.append(child_json(command, root, raw_env))
             print(f"[{ds.key}] raw train step {raws[-1]['train_wall']:.1f}s", flush=True)
@@ -318,7 +271,7 @@ def fresh_process_costs() -> dict:
     fresh process."""
     home = Path(tempfile.mkdtemp(prefix="bench-overhead-prefect-"))
     try:
-        env = quiet_env(PREFECT_HOME=str(home))
+        env = child_env(PREFECT_HOME=str(home))
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], env=env, check=True)
         interpreter = time.perf_counter() - start
@@ -347,7 +300,6 @@ def verdict(key: str, seconds: float, ratio: float) -> str:
 
 
 def report(results: dict[str, dict], data: dict[str, Dataset], costs: dict, args: argparse.Namespace) -> str:
-    from bench._results import machine
 
     summary = [
         "| data | rows (train/val/test) | epochs run | raw train step s | Trainer loop s | tunepipe run s | "
@@ -466,9 +418,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=None, help="train.epochs for both arms (default: config's)")
     parser.add_argument("--max-rows", type=int, default=None, help="use at most N rows of each data file (checks)")
     parser.add_argument("--repeats", type=int, default=1, help="run both arms N times, keep the fastest of each")
-    parser.add_argument(
-        "--fpb-data", default=str(REPO.parent / "shared/data/financial_phrasebank/Sentences_50Agree.txt")
-    )
+    parser.add_argument("--fpb-data", default=str(FPB_50AGREE))
     parser.add_argument(
         "--home",
         choices=["warm", "cold"],
@@ -491,7 +441,6 @@ def main() -> None:
         print(json.dumps(child()), flush=True)
         return
 
-    from bench._results import write_section
     from pipeline_lib.environment import apply_quiet_env
 
     apply_quiet_env()

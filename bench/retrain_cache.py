@@ -12,14 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._results import machine, write_section
+from _results import machine, write_section
 
 
 def main() -> None:
@@ -31,7 +28,7 @@ def main() -> None:
 
     apply_quiet_env()  # before Prefect reads its settings: a patient ephemeral-server start on a busy machine
     from flows.retrain import retrain
-    from pipeline_lib.versioning import SEED_DATASET
+    from pipeline_lib.data.versions import SEED_DATASET
 
     root = Path(tempfile.mkdtemp(prefix="bench-retrain-cache-"))
     (root / "data").mkdir()

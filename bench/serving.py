@@ -20,13 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _results import machine, peak_flops, timed_steps, write_section
+from _results import FPB_50AGREE, REPO, machine, peak_flops, timed_steps, write_section
 
 from pipeline_lib.config import load_config
 from pipeline_lib.environment import apply_quiet_env
 from pipeline_lib.layout import RunDir
 
-REPO = Path(__file__).resolve().parents[1]
 PRECISION = {
     "onnxruntime-fp32": "fp32",
     "onnxruntime-int8-dynamic": "int8",
@@ -50,7 +49,7 @@ def work_per_sample(run: RunDir, sentences: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(REPO.parent / "shared/data/financial_phrasebank/Sentences_50Agree.txt"))
+    parser.add_argument("--data", default=str(FPB_50AGREE))
     parser.add_argument("--run-dir", type=Path)
     parser.add_argument("--sentences", type=int, default=64)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override, k=v")

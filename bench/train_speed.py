@@ -22,16 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _results import cpu_ghz, machine, peak_flops, write_section
+from _results import FPB_50AGREE, REPO, cpu_ghz, machine, peak_flops, write_section
 
 from pipeline_lib.config import PipelineConfig, load_config
 from pipeline_lib.environment import apply_quiet_env
 from pipeline_lib.hardware import usable_cores
 from pipeline_lib.layout import RunDir
-from pipeline_lib.metrics import classification_metrics
 from pipeline_lib.steps import run_step
-
-REPO = Path(__file__).resolve().parents[1]
+from pipeline_lib.task_types.metrics import classification_metrics
 
 
 def non_embedding_params(model) -> int:
@@ -43,7 +41,7 @@ def reference_loop(cfg: PipelineConfig, run: RunDir, seed: int, epochs: int) -> 
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from pipeline_lib.modeling import resolve_model_source
+    from pipeline_lib.training.modeling import resolve_model_source
 
     torch.manual_seed(seed)
     torch.set_num_threads(usable_cores())
@@ -126,7 +124,7 @@ def tunepipe_training(cfg: PipelineConfig, run: RunDir, seed: int, epochs: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(REPO.parent / "shared/data/financial_phrasebank/Sentences_50Agree.txt"))
+    parser.add_argument("--data", default=str(FPB_50AGREE))
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--section", default="train_speed", help="RESULTS.md section to write")

@@ -53,13 +53,13 @@ def _load(config: Path | None, overrides: list[str] | None) -> PipelineConfig:
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Expected failures (bad config, bad data, unknown model) print their message and exit 1."""
+    from pipeline_lib.commands.data_add import DatasetError
+    from pipeline_lib.data.failures import DataValidationError
     from pipeline_lib.data.readers import DataFormatError
-    from pipeline_lib.datasets import DatasetError
-    from pipeline_lib.modeling import ModelSourceError
-    from pipeline_lib.promotion import PromotionError
-    from pipeline_lib.registry import RegistryError
-    from pipeline_lib.validation import DataValidationError
-    from pipeline_lib.versioning import DataUnavailableError
+    from pipeline_lib.data.versions import DataUnavailableError
+    from pipeline_lib.registry.errors import RegistryError
+    from pipeline_lib.registry.promotion import PromotionError
+    from pipeline_lib.training.modeling import ModelSourceError
 
     expected = (
         ConfigError,
@@ -153,14 +153,14 @@ def predict(
     overrides: SetOpt = None,
 ) -> None:
     """Predict with a registered model's ONNX graph (onnxruntime); one JSON line per text."""
-    from pipeline_lib import registry
-    from pipeline_lib.inference import OnnxPredictor
+    from pipeline_lib.registry import store
+    from pipeline_lib.runtime.predictor import OnnxPredictor
 
     with _user_errors():
         cfg = _load(config, overrides)
-        client = registry.connect(cfg)
-        version = registry.resolve(client, registry.ModelRef.parse(model))
-        predictor = OnnxPredictor.from_dir(registry.onnx_dir_for(cfg, client, version.name, version.version))
+        client = store.connect(cfg)
+        version = store.resolve(client, store.ModelRef.parse(model))
+        predictor = OnnxPredictor.from_dir(store.onnx_dir_for(cfg, client, version.name, version.version))
         for row in predictor.predict(texts):
             runtime = predictor.meta.get("runtime", "onnxruntime-fp32")
             typer.echo(json.dumps({**row, "model": f"{version.name}/{version.version}", "runtime": runtime}))
@@ -174,7 +174,7 @@ def lineage(
     overrides: SetOpt = None,
 ) -> None:
     """Where a registered model came from: run, metrics, gates, git commit, data hashes, config."""
-    from pipeline_lib.registration import lineage as model_lineage
+    from pipeline_lib.registry.lineage import lineage as model_lineage
 
     with _user_errors():
         info = model_lineage(_load(config, overrides), model)
@@ -207,14 +207,15 @@ def ledger(
     overrides: SetOpt = None,
 ) -> None:
     """Every promotion, refusal and rollback of a registered model, oldest first."""
-    from pipeline_lib import registry
+    from pipeline_lib.registry import errors, store
+    from pipeline_lib.registry import ledger as model_ledger
 
     with _user_errors():
-        client = registry.connect(_load(config, overrides))
+        client = store.connect(_load(config, overrides))
         try:
-            records = registry.read_ledger(client, name)
+            records = model_ledger.read(client, name)
         except Exception as exc:
-            raise registry.RegistryError(f"{name}: no such registered model ({exc})") from exc
+            raise errors.RegistryError(f"{name}: no such registered model ({exc})") from exc
     if as_json:
         typer.echo(json.dumps(records, indent=2, sort_keys=True))
         return
@@ -253,7 +254,7 @@ def promote(
 ) -> None:
     """Re-gate VERSION against the current champion on VERSION's test split; make it champion if it passes.
     Exit 2 when the gates refuse it (the refusal is ledgered)."""
-    from pipeline_lib.promotion import promote as do_promote
+    from pipeline_lib.commands.promote import promote as do_promote
 
     with _user_errors():
         result = do_promote(_load(config, overrides), name, version, force=force, reason=reason).to_dict()
@@ -270,7 +271,7 @@ def rollback(
     overrides: SetOpt = None,
 ) -> None:
     """Make the previous champion (from the ledger) champion again."""
-    from pipeline_lib.promotion import rollback as do_rollback
+    from pipeline_lib.registry.promotion import rollback as do_rollback
 
     with _user_errors():
         _print_promotion(do_rollback(_load(config, overrides), name, reason=reason).to_dict())
@@ -287,7 +288,7 @@ def serve(
 ) -> None:
     """Serve a registered model over HTTP: POST /predict {"texts": [...]}, GET /health, GET /version.
     A new champion is picked up without a restart."""
-    from pipeline_lib.serving import ModelWatcher, create_app
+    from pipeline_lib.serving.http import ModelWatcher, create_app
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     with _user_errors():
@@ -322,7 +323,7 @@ def schedule(
 @data_app.command("pull")
 def data_pull(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
     """Make the configured dataset present (DVC pull, or the packaged seed for the default data)."""
-    from pipeline_lib.versioning import ensure_data
+    from pipeline_lib.data.versions import ensure_data
 
     with _user_errors():
         typer.echo(ensure_data(_load(config, overrides)))
@@ -337,7 +338,7 @@ def data_add(
 ) -> None:
     """Validate FILE's rows with the pipeline's rules, append them to the dataset, and make a new DVC version
     (dvc add, dvc push, git commit of the .dvc file). Rejected rows change nothing (exit 1)."""
-    from pipeline_lib.datasets import add_rows
+    from pipeline_lib.commands.data_add import add_rows
 
     with _user_errors():
         result = add_rows(_load(config, overrides), file, dataset)

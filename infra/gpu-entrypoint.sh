@@ -6,7 +6,7 @@
 # Pod 0 (the only pod when N=1) runs the flow run command the Prefect worker gives it: the whole flow, whose train
 # step starts torchrun with G processes and, for N > 1, hosts the c10d rendezvous (train.rdzv_endpoint=localhost:P).
 # Pods 1..N-1 wait until that train step has written DIR/train/launch_config.yaml on the shared volume, then run the
-# same torchrun worker command as pipeline_lib.distributed.torchrun_command, pointed at pod 0's stable DNS name
+# same torchrun worker command as pipeline_lib.training.distributed.torchrun_command, pointed at pod 0's stable DNS name
 # <job name>-0.<headless service>. TUNEPIPE_DRY_RUN=1 prints that command instead of running it.
 set -eu
 nnodes=1 nproc=1 port=29400 run_dir=""
@@ -42,7 +42,7 @@ until [ -f "$config" ]; do
 done
 endpoint="${JOB_NAME:?JOB_NAME is set from the pod label job-name}-0.${RDZV_SUBDOMAIN:?}:${port}"
 set -- python -m torch.distributed.run --nproc_per_node="$nproc" --nnodes="$nnodes" --rdzv_backend=c10d \
-  --rdzv_endpoint="$endpoint" --rdzv_id="$(basename "$run_dir")" -m pipeline_lib.train_worker "$config" "$run_dir"
+  --rdzv_endpoint="$endpoint" --rdzv_id="$(basename "$run_dir")" -m pipeline_lib.steps.train "$config" "$run_dir"
 if [ -n "${TUNEPIPE_DRY_RUN:-}" ]; then
   echo "$@"
   exit 0

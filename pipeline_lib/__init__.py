@@ -1,4 +1,23 @@
-"""tunepipe's library: the pipeline's steps as plain functions (no Prefect import anywhere below)."""
+"""tunepipe's library: the pipeline's steps as plain functions, and the packages they are made of (no Prefect
+import anywhere below; `tasks/` and `flows/` wrap and compose it).
+
+Layers, each importing only the ones above it:
+
+- `config`, `layout`, `environment`, `hardware`, `roots`: the typed config, the run directory, quiet library
+  defaults, what the machine can do, and the roots every configured path must stay in.
+- `data/`: reading labelled files, splits, the validation rules (Great Expectations), dataset versions (DVC, git).
+- `task_types/`: what differs between classification and NER (one strategy each), their metrics and bootstrap.
+- `training/`: the encoder and its tokenizer, Trainer set-up, freezing and LoRA, torchrun launch.
+- `runtime/`: the ONNX export, int8 quantization, the serving runtime chosen by measurement, the ONNX predictor and
+  the MLflow pyfunc around it.
+- `report/`: the model card and the HTML report.
+- `registry/`: the MLflow store, registration with its journal, lineage, the ledger and alias moves.
+- `gates/`: the checks a challenger must pass, against the champion re-scored on the same data.
+- `serving/`: `tunepipe serve`, the HTTP app over a registered model.
+- `steps/`: the pipeline's steps, one module each (decide, validate, tokenize, train, evaluate, export, gate,
+  register), and their content-hash cache.
+- `commands/`: what the CLI offers around the flow (promote, data add), composed of the packages above.
+"""
 
 import logging
 

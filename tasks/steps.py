@@ -14,10 +14,9 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE, CachePolicy
 
-from pipeline_lib import step_cache
 from pipeline_lib.config import PipelineConfig
 from pipeline_lib.layout import RunDir
-from pipeline_lib.steps import run_step, summarize
+from pipeline_lib.steps import cache, run_step, summarize
 
 
 def _fingerprint_key(context: Any, parameters: dict[str, Any]) -> str | None:
@@ -32,7 +31,7 @@ def _execute(name: str, cfg: PipelineConfig, run: RunDir, fingerprint: dict[str,
     start = time.perf_counter()
     result = run_step(name, cfg, run).to_dict()
     if fingerprint:
-        step_cache.StepStore(cfg).save(step_cache.Fingerprint(**fingerprint), run)
+        cache.StepStore(cfg).save(cache.Fingerprint(**fingerprint), run)
     get_run_logger().info("[%s] %.1fs  %s", name, time.perf_counter() - start, summarize(name, result))
     return result
 
@@ -69,7 +68,7 @@ def gate(cfg: PipelineConfig, run: RunDir) -> dict[str, Any]:
 
 def _not_given_up(task: Any, task_run: Any, state: Any) -> bool:
     """Retry a failed register task, unless it already retried an unreachable server to its limit."""
-    from pipeline_lib.resilience import RegistryUnavailable
+    from pipeline_lib.registry.errors import RegistryUnavailable
 
     return not isinstance(state.result(raise_on_failure=False), RegistryUnavailable)
 
@@ -83,7 +82,7 @@ def register(cfg: PipelineConfig, run: RunDir) -> dict[str, Any]:
 @task(name="decide", cache_policy=NO_CACHE)
 def decide(cfg: PipelineConfig, force: bool = False) -> dict[str, Any]:
     """Retrain or skip: the data's DVC hash and the config hash against the champion's (and challenger's) tags."""
-    from pipeline_lib.versioning import retrain_decision
+    from pipeline_lib.steps.decide import retrain_decision
 
     decision = retrain_decision(cfg, force=force).to_dict()
     get_run_logger().info("[decide] %s: %s", "retrain" if decision["retrain"] else "skip", decision["reason"])
@@ -102,8 +101,8 @@ CACHED_TASKS = {
 def cached(name: str, cfg: PipelineConfig, run: RunDir) -> dict[str, Any]:
     """Run a cacheable step: served from the Prefect cache (outputs restored into `run`) or run, and say why."""
     logger = get_run_logger()
-    store = step_cache.StepStore(cfg)
-    fp = step_cache.fingerprint(name, cfg, run)
+    store = cache.StepStore(cfg)
+    fp = cache.fingerprint(name, cfg, run)
     if fp is None:
         logger.info("[%s] runs uncached: an input is missing", name)
         return CACHED_TASKS[name](cfg, run, None)
@@ -116,10 +115,10 @@ def cached(name: str, cfg: PipelineConfig, run: RunDir) -> dict[str, Any]:
     state = configured(cfg, run, fp.to_dict(), return_state=True)
     result = state.result()
     if state.name != "Cached":
-        logger.info("[%s] ran (key %s): %s", name, fp.key[:10], step_cache.explain_miss(fp, last))
+        logger.info("[%s] ran (key %s): %s", name, fp.key[:10], cache.explain_miss(fp, last))
         return result
     if store.restore(fp, run):
-        logger.info("[%s] served from cache (key %s): unchanged %s", name, fp.key[:10], step_cache.describe(fp))
+        logger.info("[%s] served from cache (key %s): unchanged %s", name, fp.key[:10], cache.describe(fp))
         return result
     logger.info("[%s] cache record %s has no stored outputs: running", name, fp.key[:10])
     return configured.with_options(refresh_cache=True)(cfg, run, fp.to_dict())

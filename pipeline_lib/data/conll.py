@@ -9,14 +9,14 @@ Every sentence keeps `source` and `row` (its first line) so that errors point at
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from pipeline_lib.config import DataConfig
-from pipeline_lib.data.readers import DataFormatError, _decode, jsonl_objects
+from pipeline_lib.data.readers import DataFormatError, decode_text, jsonl_objects
 
 COLUMNS = ("tokens", "tags", "file_tags", "text", "split", "source", "row")
 DOCSTART = "-DOCSTART-"
@@ -43,6 +43,11 @@ def iob2_errors(tags: list[str]) -> list[int]:
             if previous[:2] not in ("B-", "I-") or previous[2:] != tag[2:]:
                 bad.append(i)
     return bad
+
+
+def entity_types(labels: Sequence[str]) -> list[str]:
+    """The entity types of an IOB2 tag set, in first-seen order (`B-PER`, `I-PER` → `PER`)."""
+    return list(dict.fromkeys(label[2:] for label in labels if label[:2] in ("B-", "I-")))
 
 
 def read_tagged(path: Path, cfg: DataConfig) -> pd.DataFrame:
@@ -78,7 +83,7 @@ def _read_conll(file: Path) -> Iterable[dict[str, Any]]:
     tokens: list[str] = []
     tags: list[str] = []
     first = 0
-    for number, raw in enumerate(_decode(file).split("\n"), start=1):
+    for number, raw in enumerate(decode_text(file).split("\n"), start=1):
         _refuse_nul(file, raw, number)
         fields = raw.split()
         if not fields or fields[0] == DOCSTART:

@@ -143,7 +143,7 @@ def _check_record(file: Path, record: _Record, cfg: DataConfig) -> None:
             )
 
 
-def _decode(file: Path, encoding: str = "utf-8") -> str:
+def decode_text(file: Path, encoding: str = "utf-8") -> str:
     data = file.read_bytes()
     try:
         return data.decode("utf-8-sig" if encoding == "utf-8" else encoding)
@@ -170,7 +170,7 @@ def _require_columns(file: Path, found: Iterable[str], cfg: DataConfig) -> None:
 
 
 def _read_csv(file: Path, cfg: DataConfig) -> Iterable[_Record]:
-    reader = csv.reader(io.StringIO(_decode(file), newline=""))
+    reader = csv.reader(io.StringIO(decode_text(file), newline=""))
     header = [name.strip() for name in next(reader, [])]
     if not header:
         raise DataFormatError(file, "file is empty", expected="a header line followed by data rows")
@@ -199,7 +199,7 @@ def _csv_record(file: Path, row: int, header: list[str], fields: list[str], cfg:
 
 def jsonl_objects(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Each non-blank line of a JSONL file as `(line number, object)`; a bad line names its number."""
-    for number, line in enumerate(_decode(file).split("\n"), start=1):
+    for number, line in enumerate(decode_text(file).split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -247,7 +247,7 @@ def _read_phrasebank(file: Path, cfg: DataConfig) -> Iterable[_Record]:
 
     Lines end at LF (CRLF included); any other CR is treated as whitespace, so line numbers match `grep -n`.
     """
-    for number, raw in enumerate(_decode(file, "iso-8859-1").split("\n"), start=1):
+    for number, raw in enumerate(decode_text(file, "iso-8859-1").split("\n"), start=1):
         line = raw.replace("\r", " ")
         if not line.strip():
             continue

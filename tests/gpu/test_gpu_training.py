@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from pipeline_lib.config import load_config
+from pipeline_lib.data.versions import SEED_DATASET
 from pipeline_lib.layout import RunDir
 from pipeline_lib.steps import run_step
-from pipeline_lib.versioning import SEED_DATASET
 
 pytestmark = pytest.mark.gpu
 

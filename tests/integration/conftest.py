@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline_lib.versioning import SEED_DATASET
+from pipeline_lib.data.versions import SEED_DATASET
 
 # A few steps on a tiny slice, no quality floors; the serving runtime is not chosen by timing (test_flow.py and
 # test_runtimes.py cover that choice; elsewhere it only adds ~10 s per export), and the latency gate times 10 texts.

@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from pipeline_lib import registry
 from pipeline_lib.config import load_config
-from pipeline_lib.versioning import file_md5
+from pipeline_lib.data.versions import file_md5
+from pipeline_lib.registry import store
 
 pytestmark = pytest.mark.integration
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
@@ -99,7 +99,7 @@ def dvc_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def snapshot(root: Path) -> dict:
     cfg = load_config(None, [f"paths.store={root / '.tunepipe'}"])
-    client = registry.connect(cfg)
+    client = store.connect(cfg)
     models = {
         m.name: sorted((str(v.version), tuple(v.aliases)) for v in client.search_model_versions(f"name='{m.name}'"))
         for m in client.search_registered_models()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_lib import registry
 from pipeline_lib.config import load_config
+from pipeline_lib.registry import ledger, store
 
 from .conftest import cli_sets, overrides
 
@@ -32,15 +32,15 @@ def test_two_concurrent_runs_leave_one_champion_and_a_consistent_ledger(in_works
     )
     assert [proc.returncode for proc in procs] == [0, 0], tails
 
-    client = registry.connect(load_config(None, overrides()))
+    client = store.connect(load_config(None, overrides()))
     versions = client.search_model_versions(f"name='{NAME}'")
     assert len(versions) == 2
     aliases = {str(v.version): client.get_model_version(NAME, v.version).aliases for v in versions}
     holders = [version for version, names in aliases.items() if "champion" in names]
     assert len(holders) == 1, aliases
-    ledger = registry.read_ledger(client, NAME)
-    promotions = [r for r in ledger if r["action"] == "promote"]
-    refusals = [r for r in ledger if r["action"] == "refuse"]
+    records = ledger.read(client, NAME)
+    promotions = [r for r in records if r["action"] == "promote"]
+    refusals = [r for r in records if r["action"] == "refuse"]
     assert len(promotions) == 1 and len(refusals) == 1
     assert promotions[0]["version"] == holders[0] and promotions[0]["previous_champion"] is None
     assert refusals[0]["version"] != holders[0]

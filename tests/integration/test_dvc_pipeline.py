@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from pipeline_lib.config import load_config
-from pipeline_lib.versioning import SEED_DATASET, dvc_pointer_md5
+from pipeline_lib.data.versions import SEED_DATASET, dvc_pointer_md5
 
 from .conftest import FAST_RUN
 

@@ -8,13 +8,14 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.retrain import retrain
-from pipeline_lib import registry
 from pipeline_lib.config import load_config
-from pipeline_lib.validation import DataValidationError
+from pipeline_lib.data.failures import DataValidationError
+from pipeline_lib.registry import ledger, store
 
 from . import conftest
 
@@ -33,14 +34,14 @@ def cli_sets(*extra: str) -> list[str]:
 
 
 def registry_state(workspace: Path) -> dict:
-    client = registry.connect(load_config(None, overrides()))
+    client = store.connect(load_config(None, overrides()))
     try:
         versions = client.search_model_versions(f"name='{NAME}'")
     except Exception:
         return {}
 
     def alias(name: str) -> str | None:
-        found = registry.alias_version(client, NAME, name)
+        found = store.alias_version(client, NAME, name)
         return None if found is None else str(found.version)
 
     return {
@@ -88,10 +89,24 @@ def test_predict_matches_pyfunc_and_prints_probabilities(first_run: dict, in_wor
         assert row["label"] in ("negative", "neutral", "positive")
         assert abs(sum(row["probabilities"].values()) - 1) < 1e-4
         assert row["label"] == max(row["probabilities"], key=row["probabilities"].get)
-    registry.connect(load_config(None, overrides()))
+    store.connect(load_config(None, overrides()))
     pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
     frame = pyfunc.predict(pd.DataFrame({"text": texts}))
     assert list(frame["label"]) == [r["label"] for r in rows]
+
+
+def test_registered_model_loads_from_code_without_a_pickle(first_run: dict, in_workspace: Path, tmp_path: Path):
+    store.connect(load_config(None, overrides()))
+    folder = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}@champion", dst_path=str(tmp_path)))
+    flavor = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["python_function"]
+    assert flavor["model_code_path"].endswith("pyfunc_model.py") and "python_model" not in flavor
+    assert not [p for p in folder.rglob("*") if p.suffix in (".pkl", ".pickle") or "pickle" in p.name]
+    loaded = mlflow.pyfunc.load_model(str(folder))
+    assert loaded.predict(pd.DataFrame({"text": ["Profit rose."]}))["label"].iloc[0] in (
+        "negative",
+        "neutral",
+        "positive",
+    )
 
 
 def test_rerun_with_same_data_and_config_keeps_the_champion(first_run: dict, in_workspace: Path):
@@ -101,8 +116,8 @@ def test_rerun_with_same_data_and_config_keeps_the_champion(first_run: dict, in_
     failed = [c for c in second["gate"]["checks"] if not c["passed"]]
     assert [c["name"] for c in failed] == ["beats_champion:macro_f1"]
     assert registry_state(in_workspace)["champion"] == "1"
-    client = registry.connect(load_config(None, overrides()))
-    last = registry.read_ledger(client, NAME)[-1]
+    client = store.connect(load_config(None, overrides()))
+    last = ledger.read(client, NAME)[-1]
     assert last["action"] == "refuse" and last["version"] == "2" and last["previous_champion"] == "1"
     assert "beats_champion" in last["reason"]
 

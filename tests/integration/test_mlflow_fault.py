@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from flows.retrain import retrain
-from pipeline_lib import registry
 from pipeline_lib.config import load_config
-from pipeline_lib.registration_journal import PENDING, STATUS_TAG
+from pipeline_lib.registry import ledger, store
+from pipeline_lib.registry.journal import PENDING, STATUS_TAG
 
 from .conftest import cli_sets, overrides
 from .servers import child_env, free_port, mlflow_process, stop
@@ -65,12 +65,12 @@ def test_server_stopped_mid_registration_leaves_nothing_then_rerun_registers(in_
     assert len(journals) == 1  # the interrupted attempt, kept for the next registration to settle
 
     with mlflow_process(root, tmp_path / "server-2.log", port):
-        client = registry.connect(load_config(None, sets))
+        client = store.connect(load_config(None, sets))
         assert [str(v.version) for v in client.search_model_versions(f"name='{NAME}'")] == ["1"]
-        assert str(registry.alias_version(client, NAME, "champion").version) == "1"
-        assert registry.alias_version(client, NAME, "challenger") is None
-        ledger = registry.read_ledger(client, NAME)
-        assert [(r["action"], r["version"], r["run_id"]) for r in ledger] == [("promote", "1", first["run_id"])]
+        assert str(store.alias_version(client, NAME, "champion").version) == "1"
+        assert store.alias_version(client, NAME, "challenger") is None
+        records = ledger.read(client, NAME)
+        assert [(r["action"], r["version"], r["run_id"]) for r in records] == [("promote", "1", first["run_id"])]
         experiment = client.get_experiment_by_name(load_config(None, sets).registry.experiment)
         runs = {r.info.run_id: r for r in client.search_runs([experiment.experiment_id])}
         others = [r for run_id, r in runs.items() if run_id != first["run_id"]]
@@ -85,4 +85,4 @@ def test_server_stopped_mid_registration_leaves_nothing_then_rerun_registers(in_
         assert abandoned.info.status == "FAILED" and abandoned.data.tags[STATUS_TAG].startswith("rolled back")
         assert client.get_run(second["run_id"]).info.status == "FINISHED"
         assert not list((in_workspace / "fault-runs").glob(f"runs/*/register/{PENDING}"))
-        assert all(r["run_id"] != others[0].info.run_id for r in registry.read_ledger(client, NAME))
+        assert all(r["run_id"] != others[0].info.run_id for r in ledger.read(client, NAME))

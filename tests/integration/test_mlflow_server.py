@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.retrain import retrain
-from pipeline_lib import registry
 from pipeline_lib.config import load_config
+from pipeline_lib.registry import store
 
 from .conftest import cli_sets, overrides
 from .servers import mlflow_server
@@ -38,9 +38,9 @@ def test_whole_run_against_mlflow_server(server: tuple[str, Path], in_workspace:
 
     reg = outcome["registered"]
     assert reg["version"] == "1" and reg["promoted"] and reg["alias"] == "champion"
-    client = registry.connect(load_config(None, sets))
+    client = store.connect(load_config(None, sets))
     assert client.tracking_uri == url
-    version = registry.alias_version(client, NAME, "champion")
+    version = store.alias_version(client, NAME, "champion")
     assert str(version.version) == "1" and version.run_id == reg["run_id"]
     # everything lives on the server: its sqlite store and its artifact root; no local store was made
     assert (root / "mlflow.db").is_file() and not (in_workspace / ".tunepipe" / "mlflow.db").exists()

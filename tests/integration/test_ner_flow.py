@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.retrain import retrain
-from pipeline_lib import registry
 from pipeline_lib.config import load_config
-from pipeline_lib.validation import DataValidationError
+from pipeline_lib.data.failures import DataValidationError
+from pipeline_lib.registry import store
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -64,9 +64,9 @@ def _sets(*extra: str) -> list[str]:
 
 
 def _state() -> dict:
-    client = registry.connect(load_config(CONFIG, FAST))
+    client = store.connect(load_config(CONFIG, FAST))
     versions = client.search_model_versions(f"name='{NAME}'")
-    champion = registry.alias_version(client, NAME, registry.CHAMPION)
+    champion = store.alias_version(client, NAME, store.CHAMPION)
     return {"versions": sorted(v.version for v in versions), "champion": champion and champion.version}
 
 
@@ -100,7 +100,7 @@ def test_predict_prints_entity_spans_with_offsets(first_run: dict, ner_workspace
         for entity in row["entities"]:
             assert entity["type"] in ("PER", "ORG", "LOC", "MISC") and 0 < entity["score"] <= 1
             assert row["text"][entity["start"] : entity["end"]] == entity["text"]
-    registry.connect(load_config(CONFIG, FAST))
+    store.connect(load_config(CONFIG, FAST))
     frame = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(pd.DataFrame({"text": texts}))
     assert [json.loads(e) for e in frame["entities"]] == [r["entities"] for r in rows]
 

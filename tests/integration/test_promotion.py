@@ -16,11 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from pipeline_lib import registry
 from pipeline_lib.config import load_config
-from pipeline_lib.evaluation import torch_logits
 from pipeline_lib.layout import RunDir, new_run
+from pipeline_lib.registry import store
 from pipeline_lib.steps import STEPS, run_step
+from pipeline_lib.task_types.classification import torch_logits
 
 from .conftest import cli_sets, overrides
 
@@ -49,7 +49,7 @@ def pipeline(*extra: str) -> tuple[RunDir, dict]:
 
 
 def champion() -> str | None:
-    found = registry.alias_version(registry.connect(load_config(None, settings())), NAME, registry.CHAMPION)
+    found = store.alias_version(store.connect(load_config(None, settings())), NAME, store.CHAMPION)
     return None if found is None else str(found.version)
 
 
@@ -134,8 +134,8 @@ def test_pyfunc_on_alias_matches_cli_predict_and_pytorch(versions, in_workspace:
     test = pd.read_parquet(versions["2"].split_file("test"))
     texts = test["text"].astype(str).tolist()[:12]
     cfg = load_config(None, settings())
-    registry.connect(cfg)
-    alias = registry.alias_version(registry.connect(cfg), NAME, registry.CHAMPION)
+    store.connect(cfg)
+    alias = store.alias_version(store.connect(cfg), NAME, store.CHAMPION)
     run = versions[str(alias.version)]
     pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
     from_pyfunc = list(pyfunc.predict(pd.DataFrame({"text": texts}))["label"])

@@ -12,9 +12,9 @@ import mlflow
 import pytest
 from PIL import Image  # a matplotlib dependency
 
-from pipeline_lib import registry
 from pipeline_lib.config import load_config
 from pipeline_lib.layout import new_run
+from pipeline_lib.registry import store
 from pipeline_lib.steps import STEPS, run_step
 
 from .conftest import overrides
@@ -48,7 +48,7 @@ def reports(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         run = new_run(cfg.paths.artifacts)
         for name in STEPS:
             run_step(name, cfg, run)
-        version = registry.resolve(registry.connect(cfg), registry.ModelRef(NAME, version="1"))
+        version = store.resolve(store.connect(cfg), store.ModelRef(NAME, version="1"))
         target = tmp_path_factory.mktemp("report")
         folder = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="report", dst_path=target)
     return {"html": Path(folder) / "report.html", "card": Path(folder) / "model_card.md"}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flows.retrain import retrain
-from pipeline_lib.versioning import file_md5
+from pipeline_lib.data.versions import file_md5
 
 from .conftest import overrides
 

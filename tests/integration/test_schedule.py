@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline_lib import registry
 from pipeline_lib.config import load_config
-from pipeline_lib.versioning import SEED_DATASET, file_md5
+from pipeline_lib.data.versions import SEED_DATASET, file_md5
+from pipeline_lib.registry import store
 
 from .conftest import FAST_RUN
 from .servers import BIN, child, child_env, prefect_server
@@ -119,7 +119,7 @@ def registry_versions(workspace: Path) -> dict[str, dict[str, str]]:
     uri = f"sqlite:///{workspace / '.tunepipe' / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:  # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI: undo it
         mp.setenv("MLFLOW_TRACKING_URI", uri)
-        client = registry.connect(load_config(None, [*SETS, f"registry.tracking_uri={uri}"]))
+        client = store.connect(load_config(None, [*SETS, f"registry.tracking_uri={uri}"]))
         return {str(v.version): v.tags for v in client.search_model_versions(f"name='{NAME}'")}
 
 
@@ -199,18 +199,18 @@ def test_prefect_yaml_deploys_to_the_work_pool_and_a_worker_runs_it(api: str, te
         assert [s.schedule.cron for s in weekly.schedules] == ["0 3 * * 1"]
     params = '{"overrides": ' + json.dumps(FAST_RUN) + "}"
     prefect("deployment", "run", "retrain/on-data-change", "--params", params)
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     worker = ["worker", "start", "--pool", "tunepipe-process", "--run-once"]
-    prefect(*worker, cwd=tmp_path, MLFLOW_TRACKING_URI=store, PREFECT_WORKER_QUERY_SECONDS="2")
+    prefect(*worker, cwd=tmp_path, MLFLOW_TRACKING_URI=uri, PREFECT_WORKER_QUERY_SECONDS="2")
 
     with _client(api) as client:
         deployment = client.read_deployment_by_name("retrain/on-data-change")
         runs = client.read_flow_runs(deployment_filter=_deployment_filter(deployment.id))
     assert [run.state.name for run in runs] == ["Completed"]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", store)
-        client = registry.connect(load_config(None, [f"registry.tracking_uri={store}"]))
-        champion = registry.alias_version(client, NAME, "champion")
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        client = store.connect(load_config(None, [f"registry.tracking_uri={uri}"]))
+        champion = store.alias_version(client, NAME, "champion")
     assert str(champion.version) == "1"
     assert champion.tags["data.dvc_md5"] == file_md5(team_repo / "data/financial_sentiment.csv")
 

@@ -8,8 +8,8 @@ import mlflow
 import pytest
 
 from flows.retrain import retrain
-from pipeline_lib import registry
 from pipeline_lib.config import load_config
+from pipeline_lib.registry import store
 
 from .conftest import overrides
 
@@ -24,7 +24,7 @@ def test_planted_secrets_never_reach_the_tracking_store(in_workspace: Path, monk
     outcome = retrain(None, overrides(f"registry.model_name={name}"), force=True)
     version = outcome["registered"]["version"]
 
-    client = registry.connect(load_config(None, overrides()))
+    client = store.connect(load_config(None, overrides()))
     mv = client.get_model_version(name, version)
     run = client.get_run(mv.run_id)
     texts = [repr(run.data.params), repr(run.data.tags), repr(mv.tags), repr(client.get_registered_model(name).tags)]

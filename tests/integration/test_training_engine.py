@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from pipeline_lib import registry
 from pipeline_lib.config import load_config
 from pipeline_lib.layout import RunDir
+from pipeline_lib.registry import store
 
 from .conftest import cli_sets, overrides
 
@@ -36,7 +36,7 @@ def newest_run(workspace: Path) -> RunDir:
 
 
 def versions(workspace: Path) -> list:
-    client = registry.connect(load_config(None, overrides()))
+    client = store.connect(load_config(None, overrides()))
     return client.search_model_versions(f"name='{NAME}'")
 
 
@@ -47,7 +47,7 @@ def test_two_process_ddp_on_cpu_registers_one_model_from_one_mlflow_run(in_works
     assert summary["world_size"] == 2
     new = [v for v in versions(in_workspace) if str(v.version) not in before]
     assert len(new) == 1
-    client = registry.connect(load_config(None, overrides()))
+    client = store.connect(load_config(None, overrides()))
     runs = client.search_runs([client.get_experiment_by_name("tunepipe").experiment_id])
     assert sum(1 for r in runs if r.info.run_id == new[0].run_id) == 1
     assert len({r.info.run_id for r in runs}) == len(runs)
@@ -69,7 +69,7 @@ def test_lora_and_head_only_runs_export_and_register(in_workspace: Path, strateg
 def test_bf16_cpu_run_trains_exports_and_registers(in_workspace: Path):
     """`train.precision=bf16` on the CPU whatever `auto` picks here (where the CPU lacks bf16 hardware, torch
     emulates it: slower, same path); the registered version's lineage says bf16 on cpu."""
-    from pipeline_lib.registration import lineage
+    from pipeline_lib.registry.lineage import lineage
 
     before = len(versions(in_workspace))
     run_cli("train.precision=bf16", "train.max_steps=2", "train.batch_size=4")

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from pipeline_lib import registry
 from pipeline_lib.config import PipelineConfig, load_config
+from pipeline_lib.registry import store
 
 
 def store_with_versions(
@@ -17,8 +17,8 @@ def store_with_versions(
     """`count` versions of `name`, each from its own run; returns the config, the client and the run ids."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = load_config(None, [f"paths.store={tmp_path / 'store'}", f"registry.model_name={name}"])
-    client = registry.connect(cfg)
-    exp = registry.experiment_id(cfg, client)
+    client = store.connect(cfg)
+    exp = store.experiment_id(cfg, client)
     client.create_registered_model(name)
     runs = [client.create_run(exp).info for _ in range(count)]
     for run in runs:

@@ -194,8 +194,8 @@ def test_gpu_pod_zero_runs_the_flow_run_command(tmp_path: Path):
 
 
 def test_gpu_peer_pods_join_rank_zeros_rendezvous_with_the_same_torchrun_command(tmp_path: Path):
-    from pipeline_lib.distributed import torchrun_command
     from pipeline_lib.layout import RunDir
+    from pipeline_lib.training.distributed import torchrun_command
 
     run = RunDir(tmp_path / "20261123T101500Z-abc123")
     launch_config = run.root / "train" / "launch_config.yaml"  # where distributed.launch writes it on rank 0

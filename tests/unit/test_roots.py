@@ -115,7 +115,7 @@ def test_cli_run_refuses_an_outside_data_path_and_writes_nothing(workspace: Path
 
 
 def test_data_add_refuses_a_dataset_folder_linked_outside(workspace: Path):
-    from pipeline_lib.datasets import add_rows
+    from pipeline_lib.commands.data_add import add_rows
 
     (workspace / "data").rename(workspace / "real")
     (workspace / "data").symlink_to(workspace.parent / "outside")

@@ -1,0 +1,81 @@
+"""Where a registered model came from: the lineage tags written on its version (code, data, config, gates) and
+everything `tunepipe lineage` reads back (run, metrics, gates, runtime table, precision)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline_lib.config import PipelineConfig
+from pipeline_lib.data.versions import data_fingerprint, git_state
+from pipeline_lib.layout import RunDir
+from pipeline_lib.registry import store
+
+
+def lineage_tags(cfg: PipelineConfig, run: RunDir, gates: dict[str, Any]) -> dict[str, str]:
+    """Tags on the model version: code, data and config versions, and the gate verdict."""
+    git = git_state()
+    data = data_fingerprint(cfg, run)
+    failed = [c["name"] for c in gates["checks"] if not c["passed"]]
+    tags = {
+        "task": cfg.task,
+        "git.commit": git["commit"],
+        "git.dirty": str(git["dirty"]),
+        "config.hash": cfg.config_hash(),
+        "data.path": data["path"],
+        "data.md5": str(data["md5"]),
+        "data.dvc_md5": str(data["dvc_md5"]),
+        "gates.passed": str(gates["passed"]),
+        "gates.failed": ",".join(failed) or "-",
+    }
+    tags.update({f"data.split.{split}.md5": digest for split, digest in data["splits"].items()})
+    return tags
+
+
+def lineage(cfg: PipelineConfig, ref: str) -> dict[str, Any]:
+    """Everything known about a registered version: run, metrics, gates, code, data and config."""
+    import mlflow
+
+    client = store.connect(cfg)
+    version = store.resolve(client, store.ModelRef.parse(ref))
+    mlrun = client.get_run(version.run_id)
+    gates = _load_json_artifact(version.run_id, "gates/verdicts.json")
+    config_text = mlflow.artifacts.load_text(f"runs:/{version.run_id}/config.yaml")
+    import yaml
+
+    tags = version.tags
+    return {
+        "name": version.name,
+        "version": str(version.version),
+        "aliases": list(version.aliases),
+        "run_id": version.run_id,
+        "created": version.creation_timestamp,
+        "metrics": {k.removeprefix("test."): v for k, v in mlrun.data.metrics.items() if k.startswith("test.")},
+        "onnx": {k.removeprefix("onnx."): v for k, v in mlrun.data.metrics.items() if k.startswith("onnx.")},
+        "gates": {"passed": gates["passed"], "checks": gates["checks"], "champion": gates.get("champion")},
+        "promotion": tags.get("promotion"),
+        "git": {"commit": tags.get("git.commit"), "dirty": tags.get("git.dirty")},
+        "data": {
+            "path": tags.get("data.path"),
+            "md5": tags.get("data.md5"),
+            "dvc_md5": tags.get("data.dvc_md5"),
+            "splits": {k.split(".")[2]: v for k, v in tags.items() if k.startswith("data.split.")},
+        },
+        "config_hash": tags.get("config.hash"),
+        "config": yaml.safe_load(config_text),
+        "runtime": _load_json_artifact(version.run_id, "export/summary.json").get("runtime"),
+        "precision": mlrun.data.params.get("resolved.precision"),
+        "device": mlrun.data.params.get("resolved.device"),
+        "capability": {
+            key.removeprefix("resolved."): value
+            for key, value in mlrun.data.params.items()
+            if key.startswith("resolved.")
+        },
+    }
+
+
+def _load_json_artifact(run_id: str, path: str) -> Any:
+    import json
+
+    import mlflow
+
+    return json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/{path}"))

@@ -1,0 +1,40 @@
+"""Step 4, evaluate: score the fine-tuned model on the held-out test split."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline_lib.config import PipelineConfig
+from pipeline_lib.layout import RunDir, write_json
+from pipeline_lib.report.plots import plot_confusion_matrix
+from pipeline_lib.task_types import task_for
+from pipeline_lib.task_types.metrics import flat_metrics
+
+
+@dataclass
+class EvaluateResult:
+    metrics: dict[str, float]
+    n: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate(cfg: PipelineConfig, run: RunDir) -> EvaluateResult:
+    """The task's metrics on the test split (classification: accuracy, macro-F1, per-class P/R/F1; tokens:
+    seqeval entity P/R/F1 micro and per type, token accuracy), its confusion matrix and logits."""
+    start = time.perf_counter()
+    test = pd.read_parquet(run.split_file("test"))
+    metrics, logits = task_for(cfg.task).evaluate(run.model_dir, test, cfg)
+
+    run.predictions.parent.mkdir(parents=True, exist_ok=True)
+    np.save(run.predictions, logits)
+    plot_confusion_matrix(metrics["confusion_matrix"], cfg.data.labels, run.confusion_png)
+    write_json(run.metrics, metrics)
+    return EvaluateResult(metrics=flat_metrics(metrics), n=len(test), seconds=round(time.perf_counter() - start, 3))

@@ -1,0 +1,155 @@
+"""Step 5, export: the fine-tuned model as an ONNX folder (`runtime.onnx_export`), checked against PyTorch on the
+test split (the task's parity), with int8 candidates and the serving runtime chosen by measurement
+(`runtime.selection`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline_lib.config import PipelineConfig
+from pipeline_lib.layout import RunDir, write_json
+from pipeline_lib.runtime import selection
+from pipeline_lib.runtime.onnx_export import (
+    graph_input_names,
+    load_trained,
+    model_labels,
+    optimize_graph,
+    publish_dir,
+    staging_dir,
+    write_onnx_folder,
+)
+from pipeline_lib.runtime.predictor import INT8_FILE, ONNX_FILE, STATIC_INT8_FILE, OnnxPredictor
+from pipeline_lib.runtime.quantization import quantize_dynamic_int8, quantize_static_int8
+from pipeline_lib.task_types import task_for
+from pipeline_lib.task_types.classification import read_test_split, task_metric
+
+CALIBRATION_BATCH_SIZE = 32
+
+
+@dataclass
+class ExportResult:
+    """What the export step produced and how closely ONNX matches PyTorch on the test split."""
+
+    onnx_path: str
+    size_mb: float
+    max_abs_logit_diff: float
+    agreement: float
+    metric_torch: float
+    metric_onnx: float
+    metric_name: str
+    n: int
+    seconds: float
+    optimizer: dict[str, int] | None = None  # fused operators counted by onnxruntime's transformer optimizer
+    int8: dict[str, float] | None = None  # parity and size of the dynamically quantized graph, when written
+    runtime: dict[str, Any] | None = None  # the serving runtime chosen by measurement, with its timing table
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def export(cfg: PipelineConfig, run: RunDir) -> ExportResult:
+    """Export `run.model_dir` to `run.onnx_dir`, measure parity on the test split, write the summary.
+
+    Parity is measured on the staged folder before it is published, and the old summary is removed just
+    before the swap, so a summary on disk always describes the ONNX folder next to it.
+    """
+    start = time.perf_counter()
+    task = task_for(cfg.task)  # test split, parity metric and predictions differ per task
+    model, tokenizer = load_trained(run.model_dir, cfg.task)
+    labels = model_labels(model, cfg.data.labels)
+    metric_name = cfg.gates.compare_metric
+    task.check_metric_name(metric_name, labels)
+    meta = {
+        "task": cfg.task,
+        "labels": labels,
+        "max_length": cfg.model.max_length,
+        "input_names": graph_input_names(tokenizer),
+        "opset": cfg.export.opset,
+        "stride": cfg.model.stride,
+        "exporter": cfg.export.exporter,
+    }
+    with staging_dir(run.root) as staged:
+        write_onnx_folder(model, tokenizer, meta, staged)
+        fused = optimize_graph(staged / ONNX_FILE, model.config) if cfg.export.optimize else None
+        parity = task.parity(model, OnnxPredictor.from_dir(staged), run, labels, metric_name)
+        int8 = None
+        if cfg.export.quantize_int8:
+            quantize_dynamic_int8(staged / ONNX_FILE, staged / INT8_FILE)
+            int8 = int8_summary(
+                task.parity(model, OnnxPredictor.from_dir(staged, graph=INT8_FILE), run, labels, metric_name),
+                staged / INT8_FILE,
+            )
+        runtime = choose_runtime(cfg, staged, run, model, tokenizer, parity) if cfg.export.select_runtime else None
+        run.export_summary.unlink(missing_ok=True)
+        publish_dir(staged, run.onnx_dir)
+    onnx_path = run.onnx_dir / ONNX_FILE
+    result = ExportResult(
+        onnx_path=str(onnx_path),
+        size_mb=round(onnx_path.stat().st_size / 2**20, 3),
+        metric_name=metric_name,
+        seconds=round(time.perf_counter() - start, 3),
+        optimizer=fused,
+        int8=int8,
+        runtime=runtime,
+        **parity,
+    )
+    write_json(run.export_summary, result.to_dict())
+    return result
+
+
+def choose_runtime(
+    cfg: PipelineConfig, staged: Path, run: RunDir, model: Any, tokenizer: Any, parity: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Build the int8 candidates (dynamic, and static QDQ calibrated on training sentences), then time and judge
+    every graph (classification only). Quantized graphs that are neither served nor asked for are deleted."""
+    if cfg.task != "sequence_classification":
+        return None
+    labels = model_labels(model, cfg.data.labels)
+    texts, y_true = read_test_split(run, labels)
+    fp32 = OnnxPredictor.from_dir(staged, graph=ONNX_FILE, cpu_only=True)
+    fp32_labels = fp32.logits(texts).argmax(-1)
+    candidates = {"onnxruntime-fp32": (ONNX_FILE, parity["metric_onnx"], parity["agreement"])}
+    if not (staged / INT8_FILE).is_file():
+        quantize_dynamic_int8(staged / ONNX_FILE, staged / INT8_FILE)
+    calibration = calibration_batches(run, fp32, cfg.export.calibration_sentences, cfg.train.seed)
+    if calibration:
+        quantize_static_int8(staged / ONNX_FILE, staged / STATIC_INT8_FILE, calibration)
+    for name, graph in (("onnxruntime-int8-dynamic", INT8_FILE), ("onnxruntime-int8-static", STATIC_INT8_FILE)):
+        if (staged / graph).is_file():
+            logits = OnnxPredictor.from_dir(staged, graph=graph, cpu_only=True).logits(texts)
+            agreement = float((logits.argmax(-1) == fp32_labels).mean())
+            candidates[name] = (graph, task_metric(y_true, logits, labels, cfg.gates.compare_metric), agreement)
+    table = selection.select(cfg, staged, candidates, texts, parity["metric_torch"], model, tokenizer)
+    keep = {ONNX_FILE, table["graph"], *([INT8_FILE] if cfg.export.quantize_int8 else [])}
+    for graph, *_ in candidates.values():
+        if graph not in keep:
+            (staged / graph).unlink()
+    return table
+
+
+def calibration_batches(run: RunDir, predictor: OnnxPredictor, n: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """Up to `n` training sentences (a seeded sample), encoded for the graph in batches of 32; empty when the run
+    has no train split on disk."""
+    path = run.split_file("train")
+    if n == 0 or not path.is_file():
+        return []
+    texts = pd.read_parquet(path, columns=["text"])["text"].astype(str)
+    sample = texts.sample(min(n, len(texts)), random_state=seed).tolist()
+    size = CALIBRATION_BATCH_SIZE
+    return [predictor.encode(sample[i : i + size]) for i in range(0, len(sample), size)]
+
+
+def int8_summary(parity: dict[str, Any], path: Path) -> dict[str, float]:
+    """The int8 graph against PyTorch: agreement, task metric, max logit difference, size."""
+    return {
+        "agreement": parity["agreement"],
+        "metric": parity["metric_onnx"],
+        "max_abs_logit_diff": parity["max_abs_logit_diff"],
+        "size_mb": round(path.stat().st_size / 2**20, 3),
+    }

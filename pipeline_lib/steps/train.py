@@ -1,0 +1,145 @@
+"""Step 3, train: fine-tune a task head on the pretrained encoder with transformers' Trainer (set up by
+`training.trainer`); the best checkpoint by the validation metric is kept in the run directory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pipeline_lib import hardware
+from pipeline_lib.config import PipelineConfig, load_config
+from pipeline_lib.environment import apply_quiet_env
+from pipeline_lib.layout import RunDir, read_json, write_json
+from pipeline_lib.steps.tokenize import load_tokenized
+from pipeline_lib.task_types import task_for
+from pipeline_lib.training import adaptation, distributed
+from pipeline_lib.training import trainer as trainer_setup
+from pipeline_lib.training.modeling import load_classifier, load_tokenizer, resolve_model_source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    global_step: int
+    epochs_run: float
+    best_epoch: float | None
+    best_metric: float | None
+    metric_for_best_model: str
+    stopped_early: bool
+    precision: str
+    device: str
+    train_samples_per_second: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def train(cfg: PipelineConfig, run: RunDir) -> TrainResult:
+    """Fine-tune on the train split, select on validation, keep the best checkpoint in `run.model_dir`."""
+    import torch
+    from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, set_seed
+
+    if cfg.train.num_processes > 1 and not distributed.in_worker():
+        distributed.launch(cfg, run)
+        summary = read_json(run.train_summary)
+        return TrainResult(**{name: summary[name] for name in TrainResult.__dataclass_fields__})
+
+    start = time.perf_counter()
+    capability = hardware.detect()
+    precision = hardware.resolve_precision(cfg.train.precision, capability)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    torch.set_num_threads(max(1, (cfg.train.num_threads or capability.cores) // world))
+    set_seed(cfg.train.seed)
+
+    source = resolve_model_source(cfg.model.name)
+    tokenizer = load_tokenizer(source)
+    model, trainable = adaptation.prepare(load_classifier(source, cfg.data.labels, cfg.task), cfg.train, cfg.task)
+    log.info("trainable parameters (%s): %d of %d", trainable.strategy, trainable.trainable, trainable.total)
+    data = load_tokenized(run)
+    task = task_for(cfg.task)
+    timer = trainer_setup.step_timer()
+    callbacks = [trainer_setup.epoch_logger(), timer]
+    if cfg.train.save_steps:
+        callbacks.append(trainer_setup.checkpoint_every(cfg.train.save_steps))
+    if cfg.train.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
+
+    trainer = Trainer(
+        model=model,
+        args=trainer_setup.training_arguments(cfg, run, precision, capability.device),
+        train_dataset=data["train"],
+        eval_dataset=data["validation"],
+        processing_class=tokenizer,
+        data_collator=task.collator(tokenizer),
+        compute_metrics=task.compute_metrics(cfg, data["validation"]),
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)
+    if task.eval_in_order:
+        trainer_setup.evaluate_in_order(trainer)
+    resume_from = trainer_setup.last_checkpoint(run) if cfg.train.resume else None
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    output = trainer.train(resume_from_checkpoint=resume_from)
+    if not trainer.is_world_process_zero():
+        return _result(cfg, trainer, output, precision, capability.device, start)
+
+    shutil.rmtree(run.model_dir, ignore_errors=True)
+    adaptation.merged(trainer.model).save_pretrained(str(run.model_dir))
+    tokenizer.save_pretrained(str(run.model_dir))
+    history = trainer_setup.epoch_history(trainer.state.log_history)
+    write_json(run.train_history, history)
+
+    result = _result(cfg, trainer, output, precision, capability.device, start, history)
+    write_json(
+        run.train_summary,
+        {
+            **result.to_dict(),
+            "capability": capability.to_dict(),
+            "trainable": trainable.to_dict(),
+            "world_size": world,
+            "train_loop_seconds": round(float(output.metrics.get("train_runtime", 0.0)), 3),  # Trainer.train() only
+            "step_seconds": round(timer.seconds, 3),  # optimizer steps only: no evaluation, checkpoints or set-up
+            "step_samples_per_second": round(timer.samples_per_second(cfg.train, world), 3),
+        },
+    )
+    shutil.rmtree(run.checkpoints, ignore_errors=True)
+    return result
+
+
+def _result(
+    cfg: PipelineConfig,
+    trainer: Any,
+    output: Any,
+    precision: str,
+    device: str,
+    start: float,
+    history: list | None = None,
+) -> TrainResult:
+    state = trainer.state
+    planned = cfg.train.max_steps if cfg.train.max_steps > 0 else state.max_steps
+    return TrainResult(
+        global_step=state.global_step,
+        epochs_run=round(float(state.epoch or 0), 4),
+        best_epoch=trainer_setup.best_epoch(history or [], cfg.train.metric_for_best_model),
+        best_metric=state.best_metric,
+        metric_for_best_model=cfg.train.metric_for_best_model,
+        stopped_early=state.global_step < planned,
+        precision=precision,
+        device=device,
+        train_samples_per_second=round(float(output.metrics.get("train_samples_per_second", 0.0)), 3),
+        seconds=round(time.perf_counter() - start, 3),
+    )
+
+
+if __name__ == "__main__":  # one torchrun worker (`training.distributed.launch`): CONFIG_YAML RUN_DIR
+    import sys
+
+    apply_quiet_env()
+    train(load_config(sys.argv[1]), RunDir(sys.argv[2]))

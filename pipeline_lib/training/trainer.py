@@ -1,0 +1,146 @@
+"""transformers' Trainer, set up the way the train step uses it: arguments from the config, callbacks (a log line
+per validation pass, a step timer, step checkpoints), evaluation in dataset order, and the per-epoch history."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pipeline_lib.config import PipelineConfig
+from pipeline_lib.layout import RunDir
+from pipeline_lib.training import distributed
+
+log = logging.getLogger(__name__)
+
+
+def epoch_logger():
+    from transformers import TrainerCallback
+
+    class EpochLogger(TrainerCallback):
+        """One readable log line per validation pass instead of progress bars and log dicts."""
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            shown = {k.removeprefix("eval_"): v for k, v in (metrics or {}).items()}
+            names = ("loss", "accuracy", "macro_f1", "entity_f1", "token_accuracy")
+            figures = " ".join(f"{k}={shown[k]:.4f}" for k in names if k in shown)
+            log.info("epoch %.2f step %d: validation %s", state.epoch, state.global_step, figures)
+
+    return EpochLogger()
+
+
+def training_arguments(cfg: PipelineConfig, run: RunDir, precision: str, device: str) -> Any:
+    from transformers import TrainingArguments
+
+    t = cfg.train
+    return TrainingArguments(
+        output_dir=str(run.checkpoints),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,
+        optim="adamw_torch_fused",  # one fused kernel per step, on CPU too (torch >= 2.4)
+        lr_scheduler_type="linear",
+        eval_strategy="epoch" if t.max_steps < 0 else "steps",
+        save_strategy="epoch" if t.max_steps < 0 else "steps",
+        eval_steps=None if t.max_steps < 0 else max(1, t.max_steps),
+        save_steps=None if t.max_steps < 0 else max(1, t.max_steps),
+        logging_strategy="epoch",
+        load_best_model_at_end=True,
+        metric_for_best_model=t.metric_for_best_model,
+        greater_is_better=t.metric_for_best_model != "loss",
+        save_total_limit=2,
+        save_only_model=False,
+        train_sampling_strategy="group_by_length",
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device == "cpu",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        gradient_checkpointing=t.gradient_checkpointing,
+        torch_compile=t.compile,
+        ddp_backend="gloo" if device == "cpu" and distributed.in_worker() else None,
+    )
+
+
+def evaluate_in_order(trainer: Any) -> Any:
+    """Evaluate in dataset order: with `group_by_length`, transformers also groups *evaluation* batches by
+    length, and a metric that re-assembles windows into sentences needs the predictions in order."""
+    from torch.utils.data import SequentialSampler
+
+    trainer._get_eval_sampler = lambda dataset: None if dataset is None else SequentialSampler(dataset)
+    return trainer
+
+
+def last_checkpoint(run: RunDir) -> str | None:
+    """The newest complete Trainer checkpoint in the run directory, if any."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(run.checkpoints)) if run.checkpoints.is_dir() else None
+
+
+def step_timer():
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        """Wall time spent inside optimizer steps (forward, backward, update): the engine's steady-state speed,
+        free of evaluation, checkpointing and start-up."""
+
+        def __init__(self) -> None:
+            self.seconds, self.steps, self._begin = 0.0, 0, 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._begin = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.seconds += time.perf_counter() - self._begin
+            self.steps += 1
+
+        def samples_per_second(self, t: Any, world: int) -> float:
+            samples = self.steps * t.batch_size * t.gradient_accumulation_steps * world
+            return samples / self.seconds if self.seconds else 0.0
+
+    return StepTimer()
+
+
+def checkpoint_every(steps: int):
+    from transformers import TrainerCallback
+
+    class CheckpointEvery(TrainerCallback):
+        """A resumable checkpoint every `steps` optimizer steps, besides the per-epoch ones."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step % steps == 0:
+                control.should_save = True
+
+    return CheckpointEvery()
+
+
+def epoch_history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """Merge Trainer's train and eval log entries into one row per epoch."""
+    rows: dict[float, dict[str, float]] = {}
+    for entry in log_history:
+        if "epoch" not in entry:
+            continue
+        row = rows.setdefault(round(float(entry["epoch"]), 4), {"epoch": round(float(entry["epoch"]), 4)})
+        if "loss" in entry:
+            row["train_loss"] = float(entry["loss"])
+        for key, value in entry.items():
+            if key.startswith("eval_") and isinstance(value, (int, float)):
+                row[f"val_{key.removeprefix('eval_')}"] = float(value)
+    return [rows[k] for k in sorted(rows) if len(rows[k]) > 1]
+
+
+def best_epoch(history: list[dict[str, float]], metric: str) -> float | None:
+    scored = [row for row in history if f"val_{metric}" in row]
+    if not scored:
+        return None
+    pick = min if metric == "loss" else max
+    return pick(scored, key=lambda row: row[f"val_{metric}"])["epoch"]

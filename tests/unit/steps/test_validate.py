@@ -1,0 +1,200 @@
+"""Validation with real Great Expectations: failures name file, row, split and rule; reports always kept."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import pipeline_lib
+from pipeline_lib.config import PipelineConfig
+from pipeline_lib.data.failures import DataValidationError
+from pipeline_lib.layout import SPLITS, RunDir
+from pipeline_lib.steps.validate import ValidateResult, validate
+
+SAMPLE = Path(pipeline_lib.__file__).parent / "resources" / "financial_sentiment_sample.csv"
+FPB = Path(__file__).parents[3].parent / "shared" / "data" / "financial_phrasebank"
+LABELS = ("negative", "neutral", "positive")
+
+
+def _rows(per_label: int = 8) -> list[dict[str, str]]:
+    """Valid rows with a split column: per label 6 train, 1 validation, the rest test."""
+    return [
+        {
+            "text": f"Sentence {i} about a {label} quarter.",
+            "label": label,
+            "split": "train" if i < 6 else "validation" if i == 6 else "test",
+        }
+        for i in range(per_label)
+        for label in LABELS
+    ]
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _line(index: int) -> int:
+    """The CSV line of rows[index] (the header is line 1)."""
+    return index + 2
+
+
+def _validate(tmp_path: Path, rows: list[dict[str, str]] | None = None, **data: Any) -> ValidateResult:
+    path = _write_csv(tmp_path / "x.csv", rows) if rows is not None else data.pop("path")
+    cfg = PipelineConfig.model_validate({"data": {"path": str(path), **data}})
+    return validate(cfg, RunDir(tmp_path / "run"))
+
+
+def _failure(tmp_path: Path, rows: list[dict[str, str]] | None = None, **data: Any) -> DataValidationError:
+    with pytest.raises(DataValidationError) as info:
+        _validate(tmp_path, rows, **data)
+    run = RunDir(tmp_path / "run")
+    report = json.loads(run.validation_report.read_text())
+    assert report["passed"] is False and len(report["failures"]) == len(info.value.failures)
+    assert run.gx_result.is_file()
+    assert not any(run.split_file(split).exists() for split in SPLITS)
+    return info.value
+
+
+def _rules(error: DataValidationError) -> set[str]:
+    return {failure.rule for failure in error.failures}
+
+
+def test_packaged_sample_passes_and_writes_splits(tmp_path: Path) -> None:
+    result = _validate(tmp_path, path=SAMPLE)
+    run = RunDir(tmp_path / "run")
+    assert result.passed and sum(result.rows.values()) == 360 and result.dropped_duplicates == 0
+    assert result.label_counts["test"] == {"negative": 12, "neutral": 12, "positive": 12}
+    train = pd.read_parquet(run.split_file("train"))
+    assert list(train.columns) == ["text", "label", "source", "row"] and len(train) == result.rows["train"]
+    report = json.loads(run.validation_report.read_text())
+    assert report["passed"] is True and report["failures"] == [] and report["data"]["path"] == str(SAMPLE)
+    gx_result = json.loads(run.gx_result.read_text())
+    assert set(gx_result) == set(SPLITS) and all(gx_result[s]["success"] for s in SPLITS)
+    assert result.to_dict()["report_path"] == str(run.validation_report)
+
+
+def test_unknown_label(tmp_path: Path) -> None:
+    rows = _rows()
+    rows[4]["label"] = "bullish"
+    error = _failure(tmp_path, rows)
+    assert f"x.csv row {_line(4)} (train): label_in_set — label 'bullish' is not one of" in str(error)
+
+
+def test_empty_and_missing_values(tmp_path: Path) -> None:
+    rows = _rows()
+    rows[1]["text"], rows[2]["label"] = "   ", ""
+    error = _failure(tmp_path, rows)
+    message = str(error)
+    assert f"x.csv row {_line(1)} (train): text_length — text has 0 characters; expected 1–2000" in message
+    assert f"x.csv row {_line(2)} (train): label_not_null" in message
+
+
+def test_test_sentence_also_in_train(tmp_path: Path) -> None:
+    rows = _rows()
+    rows[-1] = {**rows[-1], "text": "  " + rows[0]["text"].upper() + "  ", "label": rows[0]["label"]}
+    error = _failure(tmp_path, rows)
+    assert _rules(error) == {"text_in_two_splits"}
+    expected = f'x.csv row {_line(len(rows) - 1)} (test): text_in_two_splits — "SENTENCE 0 ABOUT'
+    assert expected in str(error) and f"also in train ({tmp_path / 'x.csv'} row {_line(0)})" in str(error)
+
+
+def test_duplicates_fail_unless_dropped(tmp_path: Path) -> None:
+    rows = _rows()
+    rows.insert(5, dict(rows[0]))
+    error = _failure(tmp_path, rows)
+    assert _rules(error) == {"text_unique_in_split"}
+    assert f"x.csv row {_line(5)} (train): text_unique_in_split" in str(error)
+    assert f"appears 2 times in train (also row {_line(0)})" in str(error)
+
+    result = _validate(tmp_path, rows, drop_duplicates=True)
+    assert result.dropped_duplicates == 1 and result.rows["train"] == 18
+
+
+def test_conflicting_labels_always_fail(tmp_path: Path) -> None:
+    rows = _rows()
+    rows[3] = {**rows[0], "label": "positive"}
+    error = _failure(tmp_path, rows, drop_duplicates=True)
+    assert f"x.csv row {_line(3)}: conflicting_labels" in str(error)
+    assert f"labelled 'positive' here but 'negative' at {tmp_path / 'x.csv'} row {_line(0)}" in str(error)
+
+
+def test_too_long_text(tmp_path: Path) -> None:
+    rows = _rows()
+    rows[7]["text"] = "Revenue " * 10
+    error = _failure(tmp_path, rows, max_chars=60)
+    assert f"x.csv row {_line(7)} (train): text_length — text has 79 characters; expected 1–60" in str(error)
+
+
+def test_missing_label_in_train_and_empty_split(tmp_path: Path) -> None:
+    rows = [row for row in _rows() if not (row["label"] == "neutral" and row["split"] == "train")]
+    rows = [row for row in rows if row["split"] != "validation"]
+    assert _rules(_failure(tmp_path, rows)) == {"label_in_train", "split_not_empty"}
+
+
+def test_unreadable_file_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "bad.csv").write_bytes(b"text,label\nCaf\xe9,neutral\n")
+    error = _failure(tmp_path, path=tmp_path / "bad.csv")
+    assert error.failures[0].rule == "data_format" and error.failures[0].row == 2
+    assert "expected UTF-8" in str(error)
+
+
+def test_failure_removes_stale_split_files(tmp_path: Path) -> None:
+    rows = _rows()
+    _validate(tmp_path, rows)
+    assert RunDir(tmp_path / "run").split_file("train").is_file()
+    rows[0]["label"] = "?"
+    _failure(tmp_path, rows)
+
+
+def test_message_is_capped(tmp_path: Path) -> None:
+    rows = [{**row, "label": "?"} for row in _rows()]
+    error = _failure(tmp_path, rows)
+    lines = str(error).splitlines()
+    assert len(lines) == 22 and lines[-1].strip().startswith("… and ")
+    assert str(error.report_path) in lines[0]
+
+
+def test_max_train_rows_subsamples_train(tmp_path: Path) -> None:
+    result = _validate(tmp_path, _rows(), max_train_rows=9)
+    assert result.rows == {"train": 9, "validation": 3, "test": 3}
+    assert result.label_counts["train"] == {"negative": 3, "neutral": 3, "positive": 3}
+
+
+@pytest.mark.skipif(not (FPB / "Sentences_AllAgree.txt").is_file(), reason="Financial PhraseBank not present")
+def test_real_phrasebank(tmp_path: Path) -> None:
+    result = _validate(tmp_path, path=FPB / "Sentences_AllAgree.txt", drop_duplicates=True)
+    assert result.dropped_duplicates == 5 and sum(result.rows.values()) == 2264 - 5
+    error = _failure(tmp_path, path=FPB / "Sentences_50Agree.txt", drop_duplicates=True)
+    conflicts = [f.row for f in error.failures if f.rule == "conflicting_labels"]
+    assert conflicts == [80, 790]
+
+
+def test_relative_path_resolves_against_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = _rows()
+    rows[0]["label"] = "?"
+    _write_csv(tmp_path / "x.csv", rows)
+    monkeypatch.chdir(tmp_path)
+    error = _failure(tmp_path, path="x.csv")
+    assert str(error.failures[0]).startswith(f"x.csv row {_line(0)} (train): label_in_set")
+
+
+def test_directory_input_names_each_file(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = _rows()
+    _write_csv(data / "a.csv", rows)
+    _write_csv(data / "b.csv", [{**rows[0], "split": "train"}])
+    error = _failure(tmp_path, path=data)
+    assert str(error.failures[0]) == (
+        f'{data / "a.csv"} row 2 (train): text_unique_in_split — "Sentence 0 about a negative quarter." '
+        f"appears 2 times in train (also {data / 'b.csv'} row 2)"
+    )

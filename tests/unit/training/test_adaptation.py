@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from pipeline_lib.config import load_config
+from pipeline_lib.training.adaptation import encoder_layers, merged, prepare
+from pipeline_lib.training.modeling import load_classifier, resolve_model_source
+
+LABELS = ["negative", "neutral", "positive"]
+
+
+@pytest.fixture(scope="module")
+def source() -> str:
+    return resolve_model_source("default")
+
+
+def fresh(source: str):
+    torch.manual_seed(0)
+    return load_classifier(source, LABELS)
+
+
+def trainable_names(model) -> set[str]:
+    return {name for name, p in model.named_parameters() if p.requires_grad}
+
+
+def test_full_fine_tuning_trains_everything(source):
+    _, summary = prepare(fresh(source), load_config(None).train, "sequence_classification")
+    assert summary.strategy == "none" and summary.trainable == summary.total
+
+
+def test_head_only_trains_just_the_classifier(source):
+    cfg = load_config(None, ["train.freeze=head_only"])
+    model, summary = prepare(fresh(source), cfg.train, "sequence_classification")
+    assert trainable_names(model) == {"classifier.weight", "classifier.bias"}
+    assert summary.trainable == 384 * 3 + 3
+
+
+def test_top_k_trains_the_top_layers_pooler_and_head(source):
+    cfg = load_config(None, ["train.freeze=top_k", "train.trainable_top_layers=2"])
+    model, _ = prepare(fresh(source), cfg.train, "sequence_classification")
+    names = trainable_names(model)
+    assert any(n.startswith("bert.encoder.layer.5.") for n in names)
+    assert any(n.startswith("bert.encoder.layer.4.") for n in names)
+    assert not any(n.startswith(("bert.encoder.layer.3.", "bert.embeddings.")) for n in names)
+    assert {"classifier.weight", "bert.pooler.dense.weight"} <= names
+    assert len(encoder_layers(model)) == 6
+
+
+def test_top_k_beyond_the_encoder_is_refused(source):
+    cfg = load_config(None, ["train.freeze=top_k", "train.trainable_top_layers=7"])
+    with pytest.raises(ValueError, match="has 6"):
+        prepare(fresh(source), cfg.train, "sequence_classification")
+
+
+def test_lora_trains_adapters_and_head_then_merges_to_a_plain_model(source):
+    cfg = load_config(None, ["train.lora.enabled=true", "train.lora.r=4"])
+    model, summary = prepare(fresh(source), cfg.train, "sequence_classification")
+    names = trainable_names(model)
+    assert summary.strategy == "lora" and summary.fraction < 0.05
+    assert any("lora_A" in n for n in names) and any("classifier" in n for n in names)
+    # a trained adapter changes the output; the merged plain model reproduces the adapted one exactly
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.02)
+    inputs = {"input_ids": torch.tensor([[101, 7592, 2088, 102]]), "attention_mask": torch.ones(1, 4, dtype=torch.long)}
+    model.eval()
+    with torch.no_grad():
+        adapted = model(**inputs).logits
+        plain = merged(model)
+        assert type(plain).__name__ == "BertForSequenceClassification"
+        assert torch.allclose(plain(**inputs).logits, adapted, atol=1e-5)
+
+
+def test_lora_and_freezing_are_exclusive(source):
+    cfg = load_config(None, ["train.lora.enabled=true", "train.freeze=head_only"])
+    with pytest.raises(ValueError, match="exclusive"):
+        prepare(fresh(source), cfg.train, "sequence_classification")
