@@ -345,6 +345,37 @@ def data_add(
     typer.echo(result.summary())
 
 
+@app.command()
+def init(
+    data: Annotated[Path, typer.Argument(help="A labelled file, or a folder of train/dev/test files.")],
+    task: Annotated[
+        str | None, typer.Option("--task", help="sequence_classification or token_classification (default: guessed).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the config.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Registered model name (default: from the file).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config file.")] = False,
+) -> None:
+    """Inspect DATA and write a commented config that runs as is (then: tunepipe run --config FILE)."""
+    from pipeline_lib.commands.init import InitError, config_text, inspect, summary
+
+    if task not in (None, "sequence_classification", "token_classification"):
+        typer.secho(f"error: --task {task}: expected sequence_classification or token_classification", err=True)
+        raise typer.Exit(1)
+    with _user_errors():
+        try:
+            found = inspect(data, task)
+        except InitError as exc:
+            raise ConfigError(str(exc)) from None
+        target = output or Path("configs") / f"{name or data.stem or data.name}.yaml"
+        if target.exists() and not force:
+            raise ConfigError(f"{target} exists: pass --force to overwrite it, or -o another file")
+        text = config_text(found, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    typer.echo(summary(found))
+    typer.secho(f"\nwrote {target}: run it with  tunepipe run --config {target}", fg=typer.colors.GREEN)
+
+
 @config_app.command("show")
 def config_show(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
     """Print the resolved configuration as YAML (this is what `params.yaml` holds)."""

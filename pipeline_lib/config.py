@@ -23,11 +23,15 @@ class _Section(BaseModel):
 
 
 class SplitConfig(_Section):
-    """Fractions for the stratified, seeded split used when the data has no split column."""
+    """How rows are split when the data has no split column or split files (see `data/splits.py`)."""
 
+    # hash: a row's split follows from its text alone (stable as data grows); stratified: re-drawn per data version
+    method: Literal["hash", "stratified"] = "hash"
     validation: float = Field(0.1, gt=0, lt=0.5)
     test: float = Field(0.1, gt=0, lt=0.5)
     seed: int = 42
+    # warn when a split's label counts are this unlikely under the whole data's label mix (chi-square test)
+    label_mix_p: float = Field(0.01, gt=0, lt=1)
 
 
 class DataConfig(_Section):
@@ -36,18 +40,23 @@ class DataConfig(_Section):
     name: str = "financial_sentiment"
     path: str = "data/financial_sentiment.csv"
     format: Literal["auto", "csv", "jsonl", "parquet", "phrasebank", "conll"] = "auto"
+    delimiter: str | None = None  # CSV field separator; None: ',' for .csv files, a tab for .tsv files
+    encoding: str | None = None  # None: UTF-8 (Financial PhraseBank files: ISO-8859-1); e.g. cp1252, latin-1
     # One file per split, relative to `path` (then a directory): e.g. {train: eng.train, validation: eng.testa,
     # test: eng.testb}. Empty: `path` is read whole and split by its split column or `split` fractions.
     files: dict[Literal["train", "validation", "test"], str] = Field(default_factory=dict)
     text_column: str = "text"
     label_column: str = "label"
     split_column: str = "split"
-    labels: list[str] = Field(default_factory=lambda: ["negative", "neutral", "positive"])
+    # None: inferred from the training split (sorted; for NER `O` and the B-/I- tags of the entity types found)
+    labels: list[str] | None = None
+    inferred_labels: list[str] | None = None  # written by the validate step when `labels` is None; not hashed
     split: SplitConfig = Field(default_factory=SplitConfig)
     min_chars: int = Field(1, ge=1)
     max_chars: int = Field(2000, ge=1)
     drop_duplicates: bool = False  # drop exact (text, label) repeats, keeping the first
     drop_conflicting: bool = False  # drop every row of a text that carries two labels (else: fail)
+    fix_text: bool = False  # repair mojibake and drop control characters (ftfy) before keys, splits and training
     max_train_rows: int | None = Field(None, ge=1)
     # token classification
     tag_scheme: Literal["iob1", "iob2"] = "iob2"  # iob1 (CoNLL-2003's own) is converted to IOB2 on reading
@@ -64,10 +73,42 @@ class DataConfig(_Section):
 
     @field_validator("labels")
     @classmethod
-    def _labels_unique(cls, labels: list[str]) -> list[str]:
-        if len(labels) < 2 or len(set(labels)) != len(labels):
-            raise ValueError("needs at least two distinct labels")
+    def _labels_unique(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is not None and (len(labels) < 2 or len(set(labels)) != len(labels)):
+            raise ValueError("needs at least two distinct labels (or leave it out to infer them from the data)")
         return labels
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, encoding: str | None) -> str | None:
+        import codecs
+
+        if encoding is not None:
+            try:
+                codecs.lookup(encoding)
+            except LookupError:
+                raise ValueError(f"unknown text encoding {encoding!r} (e.g. utf-8, cp1252, latin-1)") from None
+        return encoding
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, delimiter: str | None) -> str | None:
+        if delimiter is not None and len(delimiter) != 1:
+            raise ValueError("a CSV delimiter is one character, e.g. ';' or '\\t'")
+        return delimiter
+
+    @property
+    def label_names(self) -> list[str]:
+        """The labels in index order: `labels` as configured, else those the validate step inferred."""
+        names = self.labels or self.inferred_labels
+        if not names:
+            raise ConfigError("data.labels is not set and no validate step has inferred it yet: run validate first")
+        return list(names)
+
+    @property
+    def labels_source(self) -> str:
+        """Where the labels come from, for messages."""
+        return "data.labels" if self.labels else "the labels inferred from the training split (data.labels unset)"
 
 
 class ModelConfig(_Section):
@@ -158,6 +199,8 @@ class GatesConfig(_Section):
     bootstrap_resamples: int = Field(1000, ge=100)
     bootstrap_confidence: float = Field(0.95, gt=0.5, lt=1)
     bootstrap_seed: int = 0
+    # the champion is compared on the test rows it never saw; with fewer than this many left, it is not compared
+    champion_min_rows: int = Field(30, ge=1)
     slices: list[SliceConfig] = Field(default_factory=_default_slices)
     max_abs_logit_diff: float = Field(1e-3, gt=0)
     min_onnx_agreement: float = Field(0.995, ge=0, le=1)
@@ -224,6 +267,24 @@ class PathsConfig(_Section):
     write_roots: list[str] = Field(default_factory=lambda: ["."])
 
 
+class OutputConfig(_Section):
+    """What the pipeline shows while it works (never part of the config hash or a step's cache key)."""
+
+    # in a terminal, a live bar; elsewhere (logs, Prefect, CI) one progress line at most this often
+    progress_interval_s: float = Field(30.0, gt=0)
+    progress_bar: Literal["auto", "always", "never"] = "auto"  # auto: a bar only when stderr is a terminal
+
+
+# What a task changes in the defaults above (written for sequence classification): a field the config leaves out
+# takes its task's default, so that an NER config never inherits accuracy floors or keyword slices.
+TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "token_classification": {
+        "train": {"metric_for_best_model": "entity_f1"},
+        "gates": {"compare_metric": "entity_f1", "floors": {"entity_f1": 0.3}, "slices": []},
+    },
+}
+
+
 class PipelineConfig(_Section):
     """The whole pipeline configuration."""
 
@@ -235,6 +296,19 @@ class PipelineConfig(_Section):
     export: ExportConfig = Field(default_factory=ExportConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict) or raw.get("task") not in TASK_DEFAULTS:
+            return raw
+        raw = dict(raw)
+        for section, defaults in TASK_DEFAULTS[raw["task"]].items():
+            given = raw.get(section)
+            if given is None or isinstance(given, dict):
+                raw[section] = {**defaults, **(given or {})}
+        return raw
 
     @model_validator(mode="after")
     def _bounds_consistent(self) -> PipelineConfig:
@@ -244,7 +318,13 @@ class PipelineConfig(_Section):
 
     def config_hash(self) -> str:
         """A stable content hash of what shapes the model: everything but where things are stored."""
-        semantic = self.model_dump(mode="json", exclude={"paths": True, "registry": set(RegistryConfig.UNHASHED)})
+        unhashed = {
+            "paths": True,
+            "output": True,
+            "registry": set(RegistryConfig.UNHASHED),
+            "data": {"inferred_labels"},
+        }
+        semantic = self.model_dump(mode="json", exclude=unhashed)
         canonical = json.dumps(semantic, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -88,6 +88,10 @@ class RunDir:
     def registration(self) -> Path:
         return self.root / "register" / "result.json"
 
+    @property
+    def seen_keys(self) -> Path:  # logged as data/seen_keys.parquet (gates.champion.SEEN_KEYS_ARTIFACT)
+        return self.root / "register" / "seen_keys.parquet"
+
 
 def write_json(path: Path, payload: Any) -> Path:
     """Write JSON atomically (temp file + rename) so a killed step never leaves half a file."""

@@ -75,6 +75,7 @@ def add_rows(cfg: PipelineConfig, new_file: Path, dataset: str) -> AddResult:
     _check_repository(target)
     new_rows = read_labelled_text(new_file, cfg.data)  # format errors name new_file and its row
     header, old_text = _current(target, cfg)
+    cfg = _known_labels(cfg, target)
     staging = Path(tempfile.mkdtemp(prefix=f".{dataset}.", dir=target.parent))
     try:
         combined = staging / target.name
@@ -178,6 +179,17 @@ class _Places:
         return message.replace(str(self.combined), str(self.target))
 
 
+def _known_labels(cfg: PipelineConfig, target: Path) -> PipelineConfig:
+    """New rows may only carry the labels the dataset has (or `data.labels`, when set): a label the dataset never
+    had is a typo or a new class, and a new class is a decision to make in the config, not by a data file."""
+    if cfg.data.labels or not target.exists():
+        return cfg
+    labels = sorted(str(label) for label in read_labelled_text(target, cfg.data)["label"].dropna().unique())
+    if len(labels) < 2:
+        return cfg
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"labels": labels})})
+
+
 def _validate(cfg: PipelineConfig, combined: Path, places: _Places) -> None:
     """The validate step on the would-be dataset; failures name the new file's rows (or the dataset's)."""
     from pipeline_lib.data.failures import DataValidationError, ValidationFailure
@@ -194,7 +206,11 @@ def _validate(cfg: PipelineConfig, combined: Path, places: _Places) -> None:
             file, row = (
                 places.place(failure.row) if failure.file == str(places.combined) else (failure.file, failure.row)
             )
-            mapped.append(ValidationFailure(file, row, failure.split, failure.rule, places.rewrite(failure.message)))
+            mapped.append(
+                ValidationFailure(
+                    file, row, failure.split, failure.rule, places.rewrite(failure.message), failure.value
+                )
+            )
         raise DataValidationError(mapped, exc.report_path) from None
 
 

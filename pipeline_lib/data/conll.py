@@ -62,7 +62,7 @@ def read_tagged(path: Path, cfg: DataConfig) -> pd.DataFrame:
     fmt = cfg.format if cfg.format in ("conll", "jsonl") else None
     if fmt is None:
         fmt = "jsonl" if path.suffix.lower() in JSONL_SUFFIXES else "conll"
-    records = list(_read_jsonl(path) if fmt == "jsonl" else _read_conll(path))
+    records = list(_read_jsonl(path, cfg.encoding) if fmt == "jsonl" else _read_conll(path, cfg.encoding))
     if not records:
         raise DataFormatError(path, "file holds no sentences", expected="at least one tagged sentence")
     convert = iob1_to_iob2 if cfg.tag_scheme == "iob1" else list
@@ -79,11 +79,11 @@ def read_tagged(path: Path, cfg: DataConfig) -> pd.DataFrame:
     )
 
 
-def _read_conll(file: Path) -> Iterable[dict[str, Any]]:
+def _read_conll(file: Path, encoding: str | None = None) -> Iterable[dict[str, Any]]:
     tokens: list[str] = []
     tags: list[str] = []
     first = 0
-    for number, raw in enumerate(decode_text(file).split("\n"), start=1):
+    for number, raw in enumerate(decode_text(file, encoding or "utf-8").split("\n"), start=1):
         _refuse_nul(file, raw, number)
         fields = raw.split()
         if not fields or fields[0] == DOCSTART:
@@ -106,8 +106,8 @@ def _read_conll(file: Path) -> Iterable[dict[str, Any]]:
         yield {"tokens": tokens, "tags": tags, "row": first}
 
 
-def _read_jsonl(file: Path) -> Iterable[dict[str, Any]]:
-    for number, obj in jsonl_objects(file):
+def _read_jsonl(file: Path, encoding: str | None = None) -> Iterable[dict[str, Any]]:
+    for number, obj in jsonl_objects(file, encoding):
         record: dict[str, Any] = {"row": number, "split": obj.get("split")}
         for key in ("tokens", "tags"):
             value = obj.get(key)

@@ -15,7 +15,7 @@ from pipeline_lib.layout import SPLITS
 def empty_splits(splits: dict[str, pd.DataFrame], path: str, hint: str) -> list[ValidationFailure]:
     """One `split_not_empty` failure per split without rows (`hint`: what to check)."""
     return [
-        ValidationFailure(path, None, split, "split_not_empty", f"no rows; expected at least one ({hint})")
+        ValidationFailure(path, None, split, "split_not_empty", f"no rows; expected at least one ({hint})", split)
         for split in SPLITS
         if splits[split].empty
     ]
@@ -29,8 +29,11 @@ def cross_split_duplicates(splits: dict[str, pd.DataFrame]) -> list[ValidationFa
         for row in splits[split].to_dict("records"):
             if pd.isna(row["text"]) or not str(row["text"]).strip():
                 continue
-            other_split, other = seen.setdefault(text_key(row["text"]), (split, row))
+            other_split, other = seen.setdefault(row.get("key") or text_key(row["text"]), (split, row))
             if other_split != split:
                 message = f"{snippet(row['text'])} also in {other_split} ({place(other)})"
-                failures.append(ValidationFailure(row["source"], int(row["row"]), split, "text_in_two_splits", message))
+                pair = f"{other_split} and {split}"
+                failures.append(
+                    ValidationFailure(row["source"], int(row["row"]), split, "text_in_two_splits", message, pair)
+                )
     return failures

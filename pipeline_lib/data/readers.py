@@ -20,6 +20,7 @@ from pipeline_lib.config import DataConfig
 COLUMNS = ("text", "label", "split", "source", "row")
 SUFFIX_FORMATS = {
     ".csv": "csv",
+    ".tsv": "csv",
     ".jsonl": "jsonl",
     ".json": "jsonl",
     ".parquet": "parquet",
@@ -153,7 +154,7 @@ def decode_text(file: Path, encoding: str = "utf-8") -> str:
             file,
             f"byte 0x{data[exc.start]:02X} at byte offset {exc.start} is not valid {encoding}",
             row=line,
-            expected=f"{encoding.upper()} text (re-save the file as {encoding.upper()})",
+            expected=f"{encoding.upper()} text (re-save the file as {encoding.upper()}, or set data.encoding)",
         ) from None
 
 
@@ -170,7 +171,9 @@ def _require_columns(file: Path, found: Iterable[str], cfg: DataConfig) -> None:
 
 
 def _read_csv(file: Path, cfg: DataConfig) -> Iterable[_Record]:
-    reader = csv.reader(io.StringIO(decode_text(file), newline=""))
+    reader = csv.reader(
+        io.StringIO(decode_text(file, cfg.encoding or "utf-8"), newline=""), delimiter=csv_delimiter(file, cfg)
+    )
     header = [name.strip() for name in next(reader, [])]
     if not header:
         raise DataFormatError(file, "file is empty", expected="a header line followed by data rows")
@@ -185,6 +188,11 @@ def _read_csv(file: Path, cfg: DataConfig) -> Iterable[_Record]:
         raise DataFormatError(file, f"malformed CSV ({exc})", row=start, expected="RFC 4180 CSV") from None
 
 
+def csv_delimiter(file: Path, cfg: DataConfig) -> str:
+    """`data.delimiter`, else a tab for .tsv files and a comma for the rest."""
+    return cfg.delimiter or ("\t" if file.suffix.lower() == ".tsv" else ",")
+
+
 def _csv_record(file: Path, row: int, header: list[str], fields: list[str], cfg: DataConfig) -> _Record:
     if len(fields) != len(header):
         raise DataFormatError(
@@ -197,9 +205,9 @@ def _csv_record(file: Path, row: int, header: list[str], fields: list[str], cfg:
     return _Record(row, values[cfg.text_column], values[cfg.label_column], values.get(cfg.split_column))
 
 
-def jsonl_objects(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def jsonl_objects(file: Path, encoding: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """Each non-blank line of a JSONL file as `(line number, object)`; a bad line names its number."""
-    for number, line in enumerate(decode_text(file).split("\n"), start=1):
+    for number, line in enumerate(decode_text(file, encoding or "utf-8").split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -216,7 +224,7 @@ def jsonl_objects(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _read_jsonl(file: Path, cfg: DataConfig) -> Iterable[_Record]:
     records, keys = [], set()
-    for number, obj in jsonl_objects(file):
+    for number, obj in jsonl_objects(file, cfg.encoding):
         keys.update(obj)
         text, label, split = (obj.get(c) for c in (cfg.text_column, cfg.label_column, cfg.split_column))
         records.append(_Record(number, text, label, split))
@@ -247,7 +255,7 @@ def _read_phrasebank(file: Path, cfg: DataConfig) -> Iterable[_Record]:
 
     Lines end at LF (CRLF included); any other CR is treated as whitespace, so line numbers match `grep -n`.
     """
-    for number, raw in enumerate(decode_text(file, "iso-8859-1").split("\n"), start=1):
+    for number, raw in enumerate(decode_text(file, cfg.encoding or "iso-8859-1").split("\n"), start=1):
         line = raw.replace("\r", " ")
         if not line.strip():
             continue

@@ -63,7 +63,7 @@ def _expectations(data: DataConfig) -> tuple[list[Any], list[Any]]:
         ),
     ]
     tokens = [
-        ex.ExpectColumnValuesToBeInSet(column="tag", value_set=data.labels, meta={"rule": "tag_in_set"}),
+        ex.ExpectColumnValuesToBeInSet(column="tag", value_set=data.label_names, meta={"rule": "tag_in_set"}),
         ex.ExpectColumnValuesToBeInSet(column="iob2", value_set=["valid"], meta={"rule": "tag_iob2"}),
         ex.ExpectColumnValuesToMatchRegex(column="token", regex=r"^\S+$", meta={"rule": "token_not_blank"}),
     ]
@@ -100,10 +100,10 @@ def tag_coverage(splits: dict[str, pd.DataFrame], data: DataConfig) -> list[Vali
     """Every split has sentences; every entity type of `data.labels` starts at least one entity in train."""
     failures = empty_splits(splits, data.path, "check data.files or the split column")
     present = {tag[2:] for tags in splits["train"]["tags"] for tag in tags if tag.startswith("B-")}
-    for kind in entity_types(data.labels):
+    for kind in entity_types(data.label_names):
         if kind not in present:
             message = f"no {kind} entity (B-{kind}); expected every entity type in data.labels in train"
-            failures.append(ValidationFailure(data.path, None, "train", "label_in_train", message))
+            failures.append(ValidationFailure(data.path, None, "train", "label_in_train", message, kind))
     return failures
 
 
@@ -124,7 +124,8 @@ def _failures(
         message = (
             f"sentence at line {sentence['row']}" + _token_part(where) + ": " + _message(rule, sentence, where, data)
         )
-        failures.append(ValidationFailure(sentence["source"], int(sentence["row"]), split, rule, message))
+        value = str(where["tag"]) if rule == "tag_in_set" and where is not None else None
+        failures.append(ValidationFailure(sentence["source"], int(sentence["row"]), split, rule, message, value))
     return failures
 
 
@@ -157,7 +158,7 @@ def _message(rule: str, sentence: pd.Series, where: pd.Series | None, data: Data
     if rule == "sentence_length":
         return f"sentence has {n_tokens} tokens; expected at most {data.max_tokens} (data.max_tokens): {text}"
     if rule == "tag_in_set" and where is not None:
-        return f"tag {where['tag']!r} is not one of {', '.join(data.labels)} (data.labels)" + _as_written(
+        return f"tag {where['tag']!r} is not one of {', '.join(data.label_names)} ({data.labels_source})" + _as_written(
             sentence, where
         )
     if rule == "tag_iob2" and where is not None:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline_lib.config import PipelineConfig
-from pipeline_lib.gates.champion import Champion, measure_latency
+from pipeline_lib.gates.champion import Champion, Comparison, comparison_rows, measure_latency
 from pipeline_lib.gates.slices import slice_mask
 from pipeline_lib.task_types import task_for
 from pipeline_lib.task_types.bootstrap import fast_metric
@@ -154,20 +154,34 @@ def budget_checks(cfg: PipelineConfig, size_mb: float, latency: dict[str, float]
 
 
 def champion_check(
-    cfg: PipelineConfig, y_true: np.ndarray, pred: np.ndarray, champion: Champion, test: pd.DataFrame | None = None
+    cfg: PipelineConfig,
+    y_true: np.ndarray,
+    pred: np.ndarray,
+    champion: Champion,
+    test: pd.DataFrame | None = None,
+    comparison: Comparison | None = None,
 ) -> GateCheck:
-    """Paired bootstrap of challenger − champion on the compare metric: promote only when the challenger is
-    not significantly worse (CI lower bound > −tolerance) and beats the champion by the margin (ties never)."""
+    """Paired bootstrap of challenger − champion on the compare metric, on the test rows the champion never saw
+    (`comparison`; None: all rows): promote only when the challenger is not significantly worse (CI lower bound
+    > −tolerance) and beats the champion by the margin (ties never)."""
     g, name = cfg.gates, cfg.gates.compare_metric
     check_name = f"beats_champion:{name}"
     if champion.pred is None:
         return GateCheck(check_name, False, None, None, f"champion v{champion.version} has another label set")
-    boot = task_for(cfg.task).paired_bootstrap(  # resamples texts, or whole sentences for NER (needs `test`)
+    figures = comparison.to_dict() if comparison is not None else {}
+    if comparison is not None and comparison.refused:
+        return GateCheck(check_name, False, None, None, comparison.refused, figures)
+    task = task_for(cfg.task)
+    champion_pred = champion.pred
+    if comparison is not None and comparison.n < comparison.n_test:
+        units = task.unit_mask(test, comparison.rows)  # rows, or the words of those sentences for NER
+        test, y_true, pred, champion_pred = test[comparison.rows], y_true[units], pred[units], champion_pred[units]
+    boot = task.paired_bootstrap(  # resamples texts, or whole sentences for NER (needs `test`)
         test,
         y_true,
         pred,
-        champion.pred,
-        list(cfg.data.labels),
+        champion_pred,
+        list(cfg.data.label_names),
         name,
         resamples=g.bootstrap_resamples,
         confidence=g.bootstrap_confidence,
@@ -180,14 +194,23 @@ def champion_check(
         f"(need >= {g.min_improvement:+.4f}), {boot.confidence:.0%} CI [{boot.ci_low:+.4f}, {boot.ci_high:+.4f}] "
         f"(low must be > {-g.regression_tolerance:+.4f}), P(not better) {boot.p_not_better:.3f}"
     )
-    return GateCheck(check_name, beats and not_worse, boot.delta, g.min_improvement, detail, boot.to_dict())
+    if comparison is not None:
+        detail += f", {comparison.describe()}"
+    return GateCheck(check_name, beats and not_worse, boot.delta, g.min_improvement, detail, boot.to_dict() | figures)
 
 
 def slice_checks(
-    cfg: PipelineConfig, texts: list[str], y_true: np.ndarray, pred: np.ndarray, champion: Champion | None
+    cfg: PipelineConfig,
+    texts: list[str],
+    y_true: np.ndarray,
+    pred: np.ndarray,
+    champion: Champion | None,
+    comparison: Comparison | None = None,
 ) -> list[GateCheck]:
-    """Per configured slice: a floor on the challenger and no regression against the re-scored champion."""
-    labels, checks = list(cfg.data.labels), []
+    """Per configured slice: a floor on the challenger, and no regression against the re-scored champion on the
+    slice's rows the champion never saw (`comparison`)."""
+    labels, checks = list(cfg.data.label_names), []
+    compared = comparison.rows if comparison is not None else np.ones(len(texts), dtype=bool)
     for s in cfg.gates.slices:
         mask = slice_mask(texts, s)
         n = int(mask.sum())
@@ -205,9 +228,12 @@ def slice_checks(
                     f"{s.metric} {value:.4f} >= {s.floor:.4f} on {n} rows",
                 )
             )
-        if s.no_regression and champion is not None and champion.pred is not None:
-            base = fast_metric(y_true[mask], champion.pred[mask], len(labels), s.metric, labels)
+        both = mask & compared
+        if s.no_regression and champion is not None and champion.pred is not None and both.any():
+            value = fast_metric(y_true[both], pred[both], len(labels), s.metric, labels)
+            base = fast_metric(y_true[both], champion.pred[both], len(labels), s.metric, labels)
             delta = value - base
+            n = int(both.sum())
             checks.append(
                 GateCheck(
                     f"slice:{s.name}:no_regression",
@@ -235,7 +261,7 @@ def evaluate_gates(
 ) -> GateResult:
     """Every configured check for a challenger whose test-split predictions are `pred`."""
     start = time.perf_counter()
-    labels = list(cfg.data.labels)
+    labels = list(cfg.data.label_names)
     texts = test["text"].astype(str).tolist()
     task = task_for(cfg.task)  # what one entry of y_true / pred is (a text, or a word for NER) and its metrics
     y_true = task.gold(test, labels)
@@ -252,16 +278,24 @@ def evaluate_gates(
         + parity_checks(cfg, export_summary)
         + budget_checks(cfg, export_summary["size_mb"], latency)
     )
-    champion_info = None
+    champion_info, comparison = None, None
     if champion is None:
         checks.append(GateCheck("beats_champion", True, None, None, "no champion yet: nothing to regress against"))
     else:
-        checks.append(champion_check(cfg, y_true, pred, champion, test=test))
+        comparison = comparison_rows(test, champion, cfg.gates.champion_min_rows)
+        checks.append(champion_check(cfg, y_true, pred, champion, test=test, comparison=comparison))
         rescored = None
-        if champion.pred is not None:
-            rescored = task.gate_metrics(test, y_true, champion.pred, labels)
-        champion_info = {"version": champion.version, "run_id": champion.run_id, "metrics": rescored}
-    checks += slice_checks(cfg, texts, y_true, pred, champion)
+        if champion.pred is not None and not comparison.refused:
+            units = task.unit_mask(test, comparison.rows)
+            rescored = task.gate_metrics(test[comparison.rows], y_true[units], champion.pred[units], labels)
+        champion_info = {
+            "version": champion.version,
+            "run_id": champion.run_id,
+            "metrics": rescored,  # on the compared rows
+            "split_method": champion.split_method,
+            **comparison.to_dict(),
+        }
+    checks += slice_checks(cfg, texts, y_true, pred, champion, comparison)
     return GateResult(
         passed=all(c.passed for c in checks),
         checks=checks,

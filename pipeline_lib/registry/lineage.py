@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
 from pipeline_lib.config import PipelineConfig
+from pipeline_lib.data.keys import KEY_VERSION, text_digests
 from pipeline_lib.data.versions import data_fingerprint, git_state
-from pipeline_lib.layout import RunDir
+from pipeline_lib.layout import RunDir, read_json
 from pipeline_lib.registry import store
 
 
@@ -28,7 +31,22 @@ def lineage_tags(cfg: PipelineConfig, run: RunDir, gates: dict[str, Any]) -> dic
         "gates.failed": ",".join(failed) or "-",
     }
     tags.update({f"data.split.{split}.md5": digest for split, digest in data["splits"].items()})
+    validation = read_json(run.validation_report) if run.validation_report.is_file() else {}
+    tags["data.split_method"] = str(validation.get("split_method") or "unknown")
+    tags["data.key"] = KEY_VERSION
     return tags
+
+
+def seen_keys(run: RunDir) -> pd.DataFrame:
+    """Key digests of the rows a model trained and selected on (its train and validation splits): logged with the
+    version, so that a later challenger's test rows can be checked against them without storing any text."""
+    frames = [
+        pd.DataFrame(
+            {"key": text_digests(pd.read_parquet(run.split_file(split), columns=["text"])["text"]), "split": split}
+        )
+        for split in ("train", "validation")
+    ]
+    return pd.concat(frames, ignore_index=True)
 
 
 def lineage(cfg: PipelineConfig, ref: str) -> dict[str, Any]:
@@ -60,6 +78,7 @@ def lineage(cfg: PipelineConfig, ref: str) -> dict[str, Any]:
             "dvc_md5": tags.get("data.dvc_md5"),
             "splits": {k.split(".")[2]: v for k, v in tags.items() if k.startswith("data.split.")},
         },
+        "split_method": tags.get("data.split_method"),
         "config_hash": tags.get("config.hash"),
         "config": yaml.safe_load(config_text),
         "runtime": _load_json_artifact(version.run_id, "export/summary.json").get("runtime"),

@@ -47,6 +47,16 @@ def gate_summary(gates: dict[str, Any] | None) -> dict[str, str] | None:
     return {c["name"]: "PASS" if c["passed"] else "FAIL" for c in gates["checks"]}
 
 
+def comparison_summary(gates: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the champion was compared on, in a ledger record: its version, the test rows it had seen (overlap)
+    and the rows compared."""
+    champion = (gates or {}).get("champion")
+    if not champion:
+        return None
+    keys = ("version", "split_method", "n_test", "overlap", "n_compared", "refused")
+    return {key: champion.get(key) for key in keys}
+
+
 def failed_reason(gates: dict[str, Any]) -> str:
     failed = [f"{c['name']} ({c['detail']})" for c in gates["checks"] if not c["passed"]]
     return "gates failed: " + "; ".join(failed)
@@ -125,6 +135,7 @@ def record(
             "previous_champion": previous,
             "reason": reason,
             "gates": gate_summary(gates),
+            "comparison": comparison_summary(gates),
             "actor": actor(),
             "force": force,
             "run_id": run_id,

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import time
+from pathlib import Path
 from typing import Any
 
 from pipeline_lib.config import PipelineConfig
 from pipeline_lib.layout import RunDir, read_json
 from pipeline_lib.registry import promotion, store
 from pipeline_lib.registry.journal import STATUS_TAG, Journal, settle, sweep
+from pipeline_lib.registry.lineage import seen_keys
 from pipeline_lib.registry.retries import is_unreachable
 from pipeline_lib.report.build import write_reports
 from pipeline_lib.runtime.pyfunc import pyfunc_log_kwargs
@@ -42,6 +44,12 @@ def _open_run(client: Any, cfg: PipelineConfig, journal: Journal, tags: dict[str
     journal.at("logging params, metrics and artifacts", run_id=run_id)
     client.set_terminated(run_id, "FAILED")
     return run_id
+
+
+def _write_seen_keys(run: RunDir) -> Path:
+    run.seen_keys.parent.mkdir(parents=True, exist_ok=True)
+    seen_keys(run).to_parquet(run.seen_keys, index=False)
+    return run.seen_keys
 
 
 def _log_run(client: Any, cfg: PipelineConfig, run: RunDir, run_id: str) -> str:
@@ -92,6 +100,7 @@ def _log_run(client: Any, cfg: PipelineConfig, run: RunDir, run_id: str) -> str:
         (run.train_summary, "train"),
         (run.export_summary, "export"),
         (run.split_file("test"), "data"),  # `tunepipe promote` re-gates on it
+        (_write_seen_keys(run), "data"),  # the gates of later challengers leave these rows out
     ]:
         client.log_artifact(run_id, str(path), folder)
     info = Model.log(None, name="model", flavor=mlflow.pyfunc, run_id=run_id, **pyfunc_log_kwargs(run.onnx_dir))

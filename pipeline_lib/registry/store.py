@@ -166,6 +166,34 @@ def onnx_dir_for(cfg: PipelineConfig, client: Any, name: str, version: str) -> P
     return target
 
 
+def run_artifact(cfg: PipelineConfig, run_id: str, artifact: str) -> Path | None:
+    """A run's artifact file, downloaded once and cached under `paths.store/runs`; None when the run has none."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    target = Path(cfg.paths.store).resolve() / "runs" / run_id / artifact
+    if target.is_file():
+        return target
+    staging = Path(tempfile.mkdtemp(dir=_ensure(target.parent), prefix=f".{target.name}."))
+    try:
+        try:
+            found = Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=artifact, dst_path=str(staging), tracking_uri=tracking_uri(cfg)
+                )
+            )
+        except (MlflowException, OSError) as exc:
+            if is_missing(exc) or isinstance(exc, OSError):
+                return None
+            raise
+        if not found.is_file():
+            return None
+        found.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def _ensure(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path

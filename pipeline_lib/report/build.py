@@ -30,7 +30,7 @@ def _png_base64(path: Path) -> str | None:
 def metrics_with_ci(cfg: PipelineConfig, run: RunDir) -> list[dict[str, Any]]:
     """Each scalar test metric with a bootstrap CI (CIs for one-label-per-text tasks, from the saved logits)."""
     flat = flat_metrics(read_json(run.metrics))
-    labels = list(cfg.data.labels)
+    labels = list(cfg.data.label_names)
     y_true = y_pred = None
     if cfg.task == "sequence_classification" and run.predictions.is_file():
         test = pd.read_parquet(run.split_file("test"), columns=["label"])
@@ -95,7 +95,7 @@ def report_context(
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "task": cfg.task,
         "base_model": cfg.model.name,
-        "labels": list(cfg.data.labels),
+        "labels": list(cfg.data.label_names),
         "metrics": metrics,
         "n_test": read_json(run.metrics).get("n"),
         "confidence_pct": round(cfg.gates.bootstrap_confidence * 100),
@@ -107,6 +107,7 @@ def report_context(
         "data": {
             "path": tags.get("data.path", cfg.data.path),
             "md5": tags.get("data.md5", "?"),
+            "split_method": tags.get("data.split_method", validation.get("split_method") or "?"),
             "rows": validation.get("rows", {}),
             "label_counts": validation.get("label_counts", {}),
         },

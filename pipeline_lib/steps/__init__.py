@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline_lib.config import PipelineConfig
 from pipeline_lib.environment import apply_quiet_env
-from pipeline_lib.layout import RunDir
+from pipeline_lib.layout import RunDir, read_json
 
 # Resolved lazily so `tunepipe step validate` does not pay for importing torch or MLflow.
 STEPS: dict[str, str] = {
@@ -36,7 +36,16 @@ def step_function(name: str) -> Callable[[PipelineConfig, RunDir], Any]:
 
 def run_step(name: str, cfg: PipelineConfig, run: RunDir) -> Any:
     apply_quiet_env()
-    return step_function(name)(cfg, run)
+    return step_function(name)(cfg if name == "validate" else with_inferred_labels(cfg, run), run)
+
+
+def with_inferred_labels(cfg: PipelineConfig, run: RunDir) -> PipelineConfig:
+    """`cfg` with the labels the validate step inferred into `run` (when the config names none), so that every
+    later step, however it is run, uses the same labels in the same order."""
+    if cfg.data.labels or cfg.data.inferred_labels or not run.validation_report.is_file():
+        return cfg
+    labels = read_json(run.validation_report).get("labels")
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"inferred_labels": labels})})
 
 
 def summarize(name: str, result: dict[str, Any]) -> str:

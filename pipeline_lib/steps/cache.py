@@ -96,7 +96,7 @@ INPUTS: dict[str, Callable[[PipelineConfig, RunDir], str]] = {
 
 def config_part(cfg: PipelineConfig, fields: tuple[str, ...]) -> str:
     """Hash of the named config sections/fields (`train`, `data.labels`)."""
-    dumped = cfg.model_dump(mode="json")
+    dumped = cfg.model_dump(mode="json", exclude={"data": {"inferred_labels"}, "output": True})
     picked = {}
     for name in fields:
         value: Any = dumped

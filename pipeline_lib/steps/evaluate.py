@@ -35,6 +35,6 @@ def evaluate(cfg: PipelineConfig, run: RunDir) -> EvaluateResult:
 
     run.predictions.parent.mkdir(parents=True, exist_ok=True)
     np.save(run.predictions, logits)
-    plot_confusion_matrix(metrics["confusion_matrix"], cfg.data.labels, run.confusion_png)
+    plot_confusion_matrix(metrics["confusion_matrix"], cfg.data.label_names, run.confusion_png)
     write_json(run.metrics, metrics)
     return EvaluateResult(metrics=flat_metrics(metrics), n=len(test), seconds=round(time.perf_counter() - start, 3))

@@ -62,7 +62,7 @@ def export(cfg: PipelineConfig, run: RunDir) -> ExportResult:
     start = time.perf_counter()
     task = task_for(cfg.task)  # test split, parity metric and predictions differ per task
     model, tokenizer = load_trained(run.model_dir, cfg.task)
-    labels = model_labels(model, cfg.data.labels)
+    labels = model_labels(model, cfg.data.label_names)
     metric_name = cfg.gates.compare_metric
     task.check_metric_name(metric_name, labels)
     meta = {
@@ -110,7 +110,7 @@ def choose_runtime(
     every graph (classification only). Quantized graphs that are neither served nor asked for are deleted."""
     if cfg.task != "sequence_classification":
         return None
-    labels = model_labels(model, cfg.data.labels)
+    labels = model_labels(model, cfg.data.label_names)
     texts, y_true = read_test_split(run, labels)
     fp32 = OnnxPredictor.from_dir(staged, graph=ONNX_FILE, cpu_only=True)
     fp32_labels = fp32.logits(texts).argmax(-1)

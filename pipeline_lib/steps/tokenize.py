@@ -13,9 +13,11 @@ import pandas as pd
 
 from pipeline_lib.config import PipelineConfig
 from pipeline_lib.layout import SPLITS, RunDir, cache_staging_dir, publish_cache_entry, read_json, write_json
+from pipeline_lib.progress import ProgressReporter
 from pipeline_lib.task_types import task_for
 from pipeline_lib.training.modeling import load_tokenizer, resolve_model_source
 
+PROGRESS_CHUNK = 10_000  # rows encoded at a time in a split larger than this, with progress shown
 TOKENIZE_VERSION = "1"  # bump when the encoding below changes, to invalidate caches
 
 
@@ -52,19 +54,33 @@ def tokenize_cache_key(cfg: PipelineConfig, split_hashes: dict[str, str], tokeni
         cfg.task,
         str(cfg.model.max_length),
         str(cfg.model.stride),
-        ",".join(cfg.data.labels),
+        ",".join(cfg.data.label_names),
         tokenizer_fingerprint(tokenizer),
         *(f"{split}={split_hashes[split]}" for split in SPLITS),
     ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
-def encode_split(frame: pd.DataFrame, tokenizer: Any, cfg: PipelineConfig) -> Any:
+def encode_split(frame: pd.DataFrame, tokenizer: Any, cfg: PipelineConfig, name: str = "split") -> Any:
     """A `datasets.Dataset` of input ids, attention masks, lengths and labels, encoded as the task says
-    (no padding: the collator pads each batch to its longest)."""
+    (no padding: the collator pads each batch to its longest). A large split is encoded in chunks of
+    `PROGRESS_CHUNK` rows, with progress shown (`pipeline_lib.progress`)."""
     from datasets import Dataset
 
-    return Dataset.from_dict(task_for(cfg.task).encode(frame, tokenizer, cfg))
+    task = task_for(cfg.task)
+    if len(frame) <= PROGRESS_CHUNK:
+        return Dataset.from_dict(task.encode(frame, tokenizer, cfg))
+    reporter = ProgressReporter(f"tokenizing {name}", len(frame), "rows", cfg.output)
+    columns: dict[str, list[Any]] = {}
+    for start in range(0, len(frame), PROGRESS_CHUNK):
+        chunk = task.encode(frame.iloc[start : start + PROGRESS_CHUNK], tokenizer, cfg)
+        if "sentence" in chunk:  # windows point at their sentence by position in the split, not in the chunk
+            chunk["sentence"] = [start + owner for owner in chunk["sentence"]]
+        for key, values in chunk.items():
+            columns.setdefault(key, []).extend(values)
+        reporter.advance(min(PROGRESS_CHUNK, len(frame) - start))
+    reporter.close()
+    return Dataset.from_dict(columns)
 
 
 def tokenize(cfg: PipelineConfig, run: RunDir) -> TokenizeResult:
@@ -80,7 +96,7 @@ def tokenize(cfg: PipelineConfig, run: RunDir) -> TokenizeResult:
 
     hit = (cached / "meta.json").is_file()
     if not hit:
-        dataset = DatasetDict({split: encode_split(frame, tokenizer, cfg) for split, frame in frames.items()})
+        dataset = DatasetDict({split: encode_split(frame, tokenizer, cfg, split) for split, frame in frames.items()})
         staging = cache_staging_dir(cached)
         try:
             dataset.save_to_disk(str(staging))

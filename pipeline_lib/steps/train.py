@@ -59,12 +59,12 @@ def train(cfg: PipelineConfig, run: RunDir) -> TrainResult:
 
     source = resolve_model_source(cfg.model.name)
     tokenizer = load_tokenizer(source)
-    model, trainable = adaptation.prepare(load_classifier(source, cfg.data.labels, cfg.task), cfg.train, cfg.task)
+    model, trainable = adaptation.prepare(load_classifier(source, cfg.data.label_names, cfg.task), cfg.train, cfg.task)
     log.info("trainable parameters (%s): %d of %d", trainable.strategy, trainable.trainable, trainable.total)
     data = load_tokenized(run)
     task = task_for(cfg.task)
     timer = trainer_setup.step_timer()
-    callbacks = [trainer_setup.epoch_logger(), timer]
+    callbacks = [trainer_setup.epoch_logger(), trainer_setup.progress(cfg), timer]
     if cfg.train.save_steps:
         callbacks.append(trainer_setup.checkpoint_every(cfg.train.save_steps))
     if cfg.train.early_stopping_patience > 0:

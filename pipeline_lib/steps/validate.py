@@ -7,8 +7,10 @@ Every failure names the file, row, split and rule (the rules: `data.text_rules`,
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +18,15 @@ import pandas as pd
 
 from pipeline_lib.config import DataConfig, PipelineConfig
 from pipeline_lib.data.cross_split import cross_split_duplicates
-from pipeline_lib.data.failures import DataValidationError, ValidationFailure
+from pipeline_lib.data.failures import DataValidationError, ValidationFailure, group_failures
+from pipeline_lib.data.keys import text_key
 from pipeline_lib.data.readers import DataFormatError, read_data
-from pipeline_lib.data.splits import assign_splits
+from pipeline_lib.data.splits import assign_splits, label_mix, split_method
+from pipeline_lib.data.text_quality import fix_texts, text_warnings
 from pipeline_lib.layout import SPLITS, RunDir, write_json
 from pipeline_lib.task_types import task_for
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,67 +38,143 @@ class ValidateResult:
     label_counts: dict[str, dict[str, int]]
     dropped_duplicates: int
     report_path: str
+    labels: list[str] | None = None  # the labels in index order (data.labels, or inferred from train)
+    labels_inferred: bool = False
+    split_method: str | None = None  # `data.splits.SPLIT_METHODS`: recorded in lineage
+    label_mix: dict[str, Any] | None = None  # each split's label shares beside the whole's
+    fixed_texts: int = 0  # rows `data.fix_text` repaired
+    warnings: dict[str, int] = field(default_factory=dict)  # count per warning rule
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+@dataclass
+class _Findings:
+    failures: list[ValidationFailure] = field(default_factory=list)
+    warnings: list[ValidationFailure] = field(default_factory=list)
+    gx: dict[str, Any] = field(default_factory=dict)
+
+
 def validate(cfg: PipelineConfig, run: RunDir) -> ValidateResult:
     """Validate `cfg.data`: write the report and GX results always, the split Parquet files on success."""
-    data = cfg.data
+    data, task = cfg.data, task_for(cfg.task)
     for split in SPLITS:
         run.split_file(split).unlink(missing_ok=True)
-    failures: list[ValidationFailure] = []
-    splits: dict[str, pd.DataFrame] = {}
-    gx_results: dict[str, Any] = {}
-    dropped = 0
-    task = task_for(cfg.task)
-    warnings: list[ValidationFailure] = []
-    try:
-        df, dropped, prepare_failures = task.prepare(read_data(data, task.read), data)
-        failures += prepare_failures
-        splits = assign_splits(df, data.split)
-    except DataFormatError as exc:
-        failures.append(ValidationFailure(exc.file, exc.row, None, "data_format", str(exc)))
-    except FileNotFoundError as exc:
-        failures.append(ValidationFailure(data.path, None, None, "data_format", str(exc)))
-    if splits:
-        splits["train"] = task.limit_train(splits["train"], data, data.split.seed).reset_index(drop=True)
-        gx_results, gx_failures = task.check_splits(splits, data)
+    found = _Findings()
+    frame, fixed = _read(data, task, found)
+    splits, dropped, method = _split(frame, data, task, found) if frame is not None else ({}, 0, None)
+    labelled = _with_labels(data, task, splits, found) if splits else None
+    if labelled is not None:
+        data = labelled
+        found.gx, gx_failures = task.check_splits(splits, data)
         leaks = cross_split_duplicates(splits)
-        (warnings if data.cross_split_duplicates == "warn" else failures).extend(leaks)
-        failures += gx_failures + task.coverage(splits, data)
+        (found.warnings if data.cross_split_duplicates == "warn" else found.failures).extend(leaks)
+        found.failures += gx_failures + task.coverage(splits, data)
+    mix = label_mix(splits) if splits else None
+    if mix and any(p is not None and p < data.split.label_mix_p for p in mix["p_value"].values()):
+        found.warnings.append(_label_mix_warning(data, mix))
     result = ValidateResult(
-        passed=not failures,
-        rows={name: len(frame) for name, frame in splits.items()},
-        label_counts={name: task.label_counts(frame) for name, frame in splits.items()},
+        passed=not found.failures,
+        rows={name: len(part) for name, part in splits.items()},
+        label_counts={name: task.label_counts(part) for name, part in splits.items()},
         dropped_duplicates=dropped,
         report_path=str(run.validation_report),
+        labels=data.label_names if (data.labels or data.inferred_labels) else None,
+        labels_inferred=not data.labels and bool(data.inferred_labels),
+        split_method=method,
+        label_mix=mix,
+        fixed_texts=fixed,
+        warnings=dict(Counter(w.rule for w in found.warnings)),
     )
-    _write_reports(run, result, failures, gx_results, data, warnings)
-    if failures:
-        raise DataValidationError(failures, run.validation_report)
-    for split, frame in splits.items():
-        _write_parquet(frame[list(task.split_columns)], run.split_file(split))
+    _write_reports(run, result, found, data)
+    if found.failures:
+        raise DataValidationError(found.failures, run.validation_report)
+    _log_summary(result, found.warnings)
+    for split, part in splits.items():
+        _write_parquet(part[list(task.split_columns)], run.split_file(split))
     return result
 
 
-def _write_reports(
-    run: RunDir,
-    result: ValidateResult,
-    failures: list[ValidationFailure],
-    gx_results: dict[str, Any],
-    data: DataConfig,
-    warnings: list[ValidationFailure] | None = None,
-) -> None:
+def _read(data: DataConfig, task: Any, found: _Findings) -> tuple[pd.DataFrame | None, int]:
+    """The data read whole, its damaged texts repaired (`data.fix_text`) or warned about, keyed."""
+    try:
+        frame = read_data(data, task.read)
+    except DataFormatError as exc:
+        found.failures.append(ValidationFailure(exc.file, exc.row, None, "data_format", str(exc)))
+        return None, 0
+    except FileNotFoundError as exc:
+        found.failures.append(ValidationFailure(data.path, None, None, "data_format", str(exc)))
+        return None, 0
+    fixed = 0
+    if data.fix_text:
+        frame, fixed = fix_texts(frame)
+    found.warnings += text_warnings(frame, fixed=data.fix_text)
+    return frame.assign(key=frame["text"].map(text_key, na_action="ignore")), fixed
+
+
+def _split(
+    frame: pd.DataFrame, data: DataConfig, task: Any, found: _Findings
+) -> tuple[dict[str, pd.DataFrame], int, str | None]:
+    """Repeats dropped as configured, then train / validation / test (the training split limited as configured)."""
+    try:
+        frame, dropped, prepare_failures = task.prepare(frame, data)
+        found.failures += prepare_failures
+        splits = assign_splits(frame, data.split)
+    except DataFormatError as exc:
+        found.failures.append(ValidationFailure(exc.file, exc.row, None, "data_format", str(exc)))
+        return {}, 0, None
+    splits["train"] = task.limit_train(splits["train"], data, data.split.seed).reset_index(drop=True)
+    return splits, dropped, split_method(frame, data.split)
+
+
+def _with_labels(data: DataConfig, task: Any, splits: dict[str, pd.DataFrame], found: _Findings) -> DataConfig | None:
+    """`data` with its labels: as configured, or inferred from the training split (then logged); None when the
+    training split has fewer than two (a failure: nothing else can be checked against them)."""
+    if data.labels:
+        return data
+    inferred = task.infer_labels(splits["train"])
+    if len(inferred) < 2:
+        only = ", ".join(inferred) or "none"
+        message = (
+            f"the training split has {len(inferred)} label(s) ({only}); expected at least two "
+            "(check data.label_column, or the tag column of a CoNLL file)"
+        )
+        found.failures.append(ValidationFailure(data.path, None, "train", "single_label", message, only))
+        return None
+    log.info("labels (inferred from the training split): %s", ", ".join(inferred))
+    return data.model_copy(update={"inferred_labels": inferred})
+
+
+def _log_summary(result: ValidateResult, warnings: list[ValidationFailure]) -> None:
+    """Warnings once per cause, with their fix (every row is in the report)."""
+    for group in group_failures(warnings):
+        log.warning("warning: %s", group.line())
+
+
+def _label_mix_warning(data: DataConfig, mix: dict[str, Any]) -> ValidationFailure:
+    """The least likely split, with the label whose share is furthest from the whole's."""
+    split = min((s for s in SPLITS if mix["p_value"].get(s) is not None), key=lambda s: mix["p_value"][s])
+    label = max(mix[split], key=lambda name: abs(mix[split][name] - mix["whole"][name]))
+    message = (
+        f"label mix unlikely under the data's (chi-square p={mix['p_value'][split]:.2g} < "
+        f"data.split.label_mix_p={data.split.label_mix_p:g}): {label!r} is {mix[split][label]:.1%} of {split} but "
+        f"{mix['whole'][label]:.1%} of the data; another data.split.seed (or more data) gives a more representative "
+        "split"
+    )
+    return ValidationFailure(data.path, None, split, "label_mix", message)
+
+
+def _write_reports(run: RunDir, result: ValidateResult, found: _Findings, data: DataConfig) -> None:
     report = {
         **result.to_dict(),
-        "failures": [asdict(failure) for failure in failures],
-        "warnings": [asdict(warning) for warning in warnings or []],
+        "causes": [group.to_dict() for group in group_failures(found.failures)],
+        "failures": [asdict(failure) for failure in found.failures],
+        "warnings": [asdict(warning) for warning in found.warnings],
         "data": data.model_dump(mode="json"),
     }
     write_json(run.validation_report, report)
-    write_json(run.gx_result, gx_results)
+    write_json(run.gx_result, found.gx)
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:

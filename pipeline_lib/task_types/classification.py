@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline_lib.config import DataConfig, PipelineConfig
+from pipeline_lib.config import DataConfig, OutputConfig, PipelineConfig
 from pipeline_lib.data.readers import read_labelled_text
 from pipeline_lib.data.splits import subsample
 from pipeline_lib.data.text_rules import check_text_splits, label_coverage, prepare_texts
 from pipeline_lib.layout import RunDir
+from pipeline_lib.progress import ProgressReporter
 from pipeline_lib.task_types.bootstrap import paired_bootstrap
 from pipeline_lib.task_types.metrics import classification_metrics, flat_metrics
 
@@ -50,6 +51,10 @@ class SequenceClassification:
     def coverage(self, splits: dict[str, pd.DataFrame], data: DataConfig) -> list[Any]:
         return label_coverage(splits, data)
 
+    def infer_labels(self, train: pd.DataFrame) -> list[str]:
+        """The labels of the training split, sorted (their order is the model's label index)."""
+        return sorted(str(label) for label in train["label"].dropna().unique())
+
     def label_counts(self, frame: pd.DataFrame) -> dict[str, int]:
         counts = frame["label"].astype(object).fillna("<missing>").value_counts()
         return {str(label): int(n) for label, n in sorted(counts.items())}
@@ -66,7 +71,7 @@ class SequenceClassification:
     def compute_metrics(self, cfg: PipelineConfig, eval_dataset: Any) -> Callable[[Any], dict[str, float]]:
         def compute(eval_pred: Any) -> dict[str, float]:
             logits, label_ids = eval_pred.predictions, eval_pred.label_ids
-            metrics = classification_metrics(label_ids, np.argmax(logits, axis=-1), cfg.data.labels)
+            metrics = classification_metrics(label_ids, np.argmax(logits, axis=-1), cfg.data.label_names)
             return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
 
         return compute
@@ -74,9 +79,11 @@ class SequenceClassification:
     # evaluate / export / gates
     def evaluate(self, model_dir: Path, frame: pd.DataFrame, cfg: PipelineConfig) -> tuple[dict[str, Any], np.ndarray]:
         """Full metrics (with `confusion_matrix`) and the logits saved beside them."""
-        logits = torch_logits(model_dir, list(frame["text"]), cfg.model.max_length, cfg.train.eval_batch_size)
-        y_true = label_indices(frame["label"], cfg.data.labels)
-        return classification_metrics(y_true, logits.argmax(axis=-1), cfg.data.labels), logits
+        logits = torch_logits(
+            model_dir, list(frame["text"]), cfg.model.max_length, cfg.train.eval_batch_size, cfg.output
+        )
+        y_true = label_indices(frame["label"], cfg.data.label_names)
+        return classification_metrics(y_true, logits.argmax(axis=-1), cfg.data.label_names), logits
 
     def check_metric_name(self, name: str, labels: list[str]) -> None:
         check_metric_name(name, labels)
@@ -88,6 +95,10 @@ class SequenceClassification:
     # gates: y_true / pred hold one label index per text
     def gold(self, test: pd.DataFrame, labels: list[str]) -> np.ndarray:
         return label_indices(test["label"], labels)
+
+    def unit_mask(self, test: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+        """The entries of y_true / pred that belong to the selected test rows: one per text."""
+        return np.asarray(rows, dtype=bool)
 
     def gate_metrics(
         self, test: pd.DataFrame, y_true: np.ndarray, pred: np.ndarray, labels: list[str]
@@ -106,7 +117,7 @@ class SequenceClassification:
 
 def encode_texts(frame: pd.DataFrame, tokenizer: Any, cfg: PipelineConfig) -> dict[str, list[Any]]:
     """Sequence classification: one truncated encoding and one label id per text."""
-    label_ids = {label: i for i, label in enumerate(cfg.data.labels)}
+    label_ids = {label: i for i, label in enumerate(cfg.data.label_names)}
     encoded = tokenizer(list(frame["text"]), truncation=True, max_length=cfg.model.max_length)
     columns = {name: encoded[name] for name in tokenizer.model_input_names if name in encoded}
     columns["labels"] = [label_ids[label] for label in frame["label"]]
@@ -114,14 +125,17 @@ def encode_texts(frame: pd.DataFrame, tokenizer: Any, cfg: PipelineConfig) -> di
     return columns
 
 
-def torch_logits(model_dir: Path, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
-    """Logits of the saved PyTorch model (fp32, eval mode) for `texts`, in order."""
+def torch_logits(
+    model_dir: Path, texts: list[str], max_length: int, batch_size: int = 64, output: OutputConfig | None = None
+) -> np.ndarray:
+    """Logits of the saved PyTorch model (fp32, eval mode) for `texts`, in order (progress shown with `output`)."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
     chunks = []
+    reporter = ProgressReporter("evaluating", -(-len(texts) // batch_size), "batches", output) if output else None
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
             batch = tokenizer(
@@ -132,6 +146,10 @@ def torch_logits(model_dir: Path, texts: list[str], max_length: int, batch_size:
                 return_tensors="pt",
             )
             chunks.append(model(**batch).logits.float().numpy())
+            if reporter is not None:
+                reporter.advance()
+    if reporter is not None:
+        reporter.close()
     return np.concatenate(chunks) if chunks else np.zeros((0, model.config.num_labels), dtype=np.float32)
 
 

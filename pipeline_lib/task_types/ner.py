@@ -52,6 +52,11 @@ class TokenClassification:
     def coverage(self, splits: dict[str, pd.DataFrame], data: DataConfig) -> list[Any]:
         return tag_coverage(splits, data)
 
+    def infer_labels(self, train: pd.DataFrame) -> list[str]:
+        """`O`, then `B-X`, `I-X` for each entity type X of the training split (sorted): the IOB2 tag set."""
+        types = sorted({tag[2:] for tags in train["tags"] for tag in tags if tag[:2] in ("B-", "I-") and tag[2:]})
+        return ["O", *(f"{prefix}-{kind}" for kind in types for prefix in ("B", "I"))]
+
     def label_counts(self, frame: pd.DataFrame) -> dict[str, int]:
         """Entities per type (B- tags), plus the sentence and token totals."""
         tags = [tag for row in frame["tags"] for tag in row]
@@ -64,7 +69,7 @@ class TokenClassification:
 
     # tokenize / train
     def encode(self, frame: pd.DataFrame, tokenizer: Any, cfg: PipelineConfig) -> dict[str, list[Any]]:
-        index = {tag: i for i, tag in enumerate(cfg.data.labels)}
+        index = {tag: i for i, tag in enumerate(cfg.data.label_names)}
         sentences = [list(tokens) for tokens in frame["tokens"]]
         tag_ids = [[index[tag] for tag in tags] for tags in frame["tags"]]
         columns = encode_sentences(tokenizer, sentences, cfg.model.max_length, cfg.model.stride, tag_ids)
@@ -78,7 +83,7 @@ class TokenClassification:
 
     def compute_metrics(self, cfg: PipelineConfig, eval_dataset: Any) -> Callable[[Any], dict[str, float]]:
         """Entity metrics per sentence (windows re-assembled; in-training words without sub-tokens count as O)."""
-        labels = cfg.data.labels
+        labels = cfg.data.label_names
         sentence, word_index = eval_dataset["sentence"], eval_dataset["word_index"]
         n_words = _words_per_sentence(sentence, eval_dataset["n_words"])
         outside = _outside(labels)
@@ -104,9 +109,11 @@ class TokenClassification:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = self.auto_model().from_pretrained(model_dir, use_safetensors=True).eval()
         per_word = self.word_logits(
-            _torch_runner(model, torch), tokenizer, frame, cfg.data.labels, cfg.model.max_length, cfg.model.stride
+            _torch_runner(model, torch), tokenizer, frame, cfg.data.label_names, cfg.model.max_length, cfg.model.stride
         )
-        return self._metrics(frame, per_word, cfg.data.labels, confusion=True), _stack(per_word, len(cfg.data.labels))
+        return self._metrics(frame, per_word, cfg.data.label_names, confusion=True), _stack(
+            per_word, len(cfg.data.label_names)
+        )
 
     def check_metric_name(self, name: str, labels: list[str]) -> None:
         """Fail fast when `gates.compare_metric` is not an entity metric (scored here on gold = prediction)."""
@@ -153,6 +160,10 @@ class TokenClassification:
     def gold(self, test: pd.DataFrame, labels: list[str]) -> np.ndarray:
         index = {tag: i for i, tag in enumerate(labels)}
         return np.array([index[tag] for tags in test["tags"] for tag in tags], dtype=np.int64)
+
+    def unit_mask(self, test: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+        """The entries of y_true / pred that belong to the selected sentences: each of their words."""
+        return np.repeat(np.asarray(rows, dtype=bool), [len(tags) for tags in test["tags"]])
 
     def gate_metrics(
         self, test: pd.DataFrame, y_true: np.ndarray, pred: np.ndarray, labels: list[str]

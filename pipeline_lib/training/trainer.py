@@ -29,6 +29,50 @@ def epoch_logger():
     return EpochLogger()
 
 
+def progress(cfg: PipelineConfig):
+    """Training and each validation pass as `progress.ProgressReporter`s: steps (epoch, samples/s, ETA) and batches."""
+    from transformers import TrainerCallback
+
+    from pipeline_lib.progress import ProgressReporter
+
+    samples_per_step = cfg.train.batch_size * cfg.train.gradient_accumulation_steps
+
+    class Progress(TrainerCallback):
+        def __init__(self) -> None:
+            self.train: ProgressReporter | None = None
+            self.eval: ProgressReporter | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self.train = ProgressReporter("training", state.max_steps, "steps", cfg.output)
+                self.train.done = state.global_step  # resumed runs start part-way
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.train is not None:
+                rate = self.train.rate * samples_per_step
+                self.train.advance(figures=f"epoch {state.epoch or 0:.2f}, {rate:.1f} samples/s")
+
+        def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            if self.eval is None:
+                total = len(eval_dataloader) if eval_dataloader is not None else 1
+                self.eval = ProgressReporter("validation", total, "batches", cfg.output)
+            self.eval.advance()
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            if self.eval is not None:
+                self.eval.close()
+                self.eval = None
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.train is not None:
+                self.train.close()
+                self.train = None
+
+    return Progress()
+
+
 def training_arguments(cfg: PipelineConfig, run: RunDir, precision: str, device: str) -> Any:
     from transformers import TrainingArguments
 

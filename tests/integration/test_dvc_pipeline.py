@@ -5,10 +5,8 @@ validate/tokenize, and the registered model's lineage names the hashes dvc.lock 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -19,27 +17,12 @@ from pipeline_lib.config import load_config
 from pipeline_lib.data.versions import SEED_DATASET, dvc_pointer_md5
 
 from .conftest import FAST_RUN
+from .projects import dvc, env, git_dvc_project
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 DATA = "data/financial_sentiment.csv"
 ALL_STAGES = ["validate", "tokenize", "train", "evaluate", "export", "gate", "register"]
-
-
-def env() -> dict[str, str]:
-    """`tunepipe` and `dvc` from this interpreter's environment, whatever PATH says."""
-    bindir = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
-
-
-def sh(cwd: Path, *args: str) -> str:
-    done = subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True)
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout + done.stderr
-
-
-def dvc(cwd: Path, *args: str) -> str:
-    return sh(cwd, sys.executable, "-m", "dvc", *args)
 
 
 def ran(output: str) -> list[str]:
@@ -67,20 +50,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(REPO / "dvc.yaml", root)
     shutil.copy(REPO / ".dvcignore", root)
     shutil.copytree(REPO / "pipeline_lib", root / "pipeline_lib", ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "data").mkdir()
-    pd.read_csv(SEED_DATASET).groupby("label", group_keys=False).head(30).to_csv(root / DATA, index=False)
     params = load_config(REPO / "configs" / "default.yaml", FAST_RUN)
     (root / "params.yaml").write_text(params.to_yaml())
-    (root / ".gitignore").write_text(".tunepipe/\n")
-    sh(root, "git", "init", "-q")
-    sh(root, "git", "config", "user.email", "t@example.com")
-    sh(root, "git", "config", "user.name", "t")
-    dvc(root, "init", "-q")
-    dvc(root, "remote", "add", "-d", "local", str(root.parent / f"{root.name}-remote"))
-    dvc(root, "add", "-q", DATA)
-    sh(root, "git", "add", "-A")
-    sh(root, "git", "commit", "-qm", "project")
-    return root
+    sample = pd.read_csv(SEED_DATASET).groupby("label", group_keys=False).head(30)
+    return git_dvc_project(root, {DATA: sample}, ignore=".tunepipe/\n")
 
 
 @pytest.fixture(scope="module")

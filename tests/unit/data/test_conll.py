@@ -9,6 +9,7 @@ import pytest
 
 from pipeline_lib.config import DataConfig
 from pipeline_lib.data.conll import iob1_to_iob2, iob2_errors, read_tagged
+from pipeline_lib.data.failures import DataValidationError
 from pipeline_lib.data.readers import DataFormatError
 
 CONLL = """-DOCSTART- -X- -X- O
@@ -145,6 +146,11 @@ def _tagged(tmp_path: Path, files: dict[str, str], suffix: str = ".conll", **dat
     return validate(cfg, RunDir(tmp_path / "run"))
 
 
+def _each(error: DataValidationError) -> str:
+    """Every failure on a line of its own, as the report lists them (the message groups them by cause)."""
+    return "\n".join(str(failure) for failure in error.failures)
+
+
 def _tagged_failure(tmp_path: Path, files: dict[str, str], suffix: str = ".conll", **data: object):
     from pipeline_lib.data.failures import DataValidationError
 
@@ -171,7 +177,7 @@ def test_unknown_tag_names_file_sentence_and_token(tmp_path: Path):
         f"{tmp_path / 'data' / 'train.conll'} row 6 (train): tag_in_set — sentence at line 6, token 2 "
         "'Blackburn': tag 'B-PERSON' is not one of O, B-PER"
     )
-    assert expected in str(error)
+    assert expected in _each(error)
 
 
 def test_iob1_tag_is_quoted_as_written_and_a_malformed_tag_breaks_nothing_after_it(tmp_path: Path):
@@ -222,7 +228,7 @@ def test_length_mismatch_empty_sentence_and_blank_token_in_jsonl(tmp_path: Path)
         "test": jsonl([(["Ladki"], ["B-PER"])]),
     }
     error = _tagged_failure(tmp_path, files, suffix=".jsonl", tag_scheme="iob2")
-    message = str(error)
+    message = _each(error)
     train = tmp_path / "data" / "train.jsonl"
     assert (
         f"{train} row 1 (train): tokens_tags_length — sentence at line 1: 3 tokens but 2 tags (token 3 'lamb' has "
@@ -236,12 +242,12 @@ def test_sentence_length_bound_and_cross_split_duplicates(tmp_path: Path):
     error = _tagged_failure(tmp_path, GOOD, max_tokens=3)
     assert (
         "train.conll row 1 (train): sentence_length — sentence at line 1: sentence has 4 tokens; expected at most 3"
-        in str(error)
+        in _each(error)
     )
     files = {**GOOD, "test": GOOD["test"] + "\nPeter I-PER\nBlackburn I-PER\n"}
     error = _tagged_failure(tmp_path, files)
     assert [f.rule for f in error.failures] == ["text_in_two_splits"]
-    assert 'test.conll row 9 (test): text_in_two_splits — "Peter Blackburn" also in train' in str(error)
+    assert 'test.conll row 9 (test): text_in_two_splits — "Peter Blackburn" also in train' in _each(error)
     result = _tagged(tmp_path, files, cross_split_duplicates="warn")
     report = json.loads((tmp_path / "run" / "validation" / "report.json").read_text())
     assert result.passed and [w["rule"] for w in report["warnings"]] == ["text_in_two_splits"]
@@ -250,4 +256,4 @@ def test_sentence_length_bound_and_cross_split_duplicates(tmp_path: Path):
 def test_entity_type_missing_from_train(tmp_path: Path):
     files = {**GOOD, "train": GOOD["train"].replace("German I-MISC", "German O")}
     error = _tagged_failure(tmp_path, files)
-    assert [f.rule for f in error.failures] == ["label_in_train"] and "no MISC entity" in str(error)
+    assert [f.rule for f in error.failures] == ["label_in_train"] and "no MISC entity" in _each(error)

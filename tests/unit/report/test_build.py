@@ -47,7 +47,7 @@ def fake_run(root: Path) -> RunDir:
 
 def test_reports_show_cis_gates_figures_and_escape_text(tmp_path: Path):
     run = fake_run(tmp_path / "run")
-    cfg = load_config(None, ["gates.bootstrap_resamples=200"])
+    cfg = load_config(None, ["gates.bootstrap_resamples=200", f"data.labels={LABELS}"])
     paths = write_reports(
         cfg, run, name="m", version="4", alias="challenger", reason="gates failed", run_id="abc", tags={}
     )

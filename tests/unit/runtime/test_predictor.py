@@ -45,7 +45,9 @@ def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run.split_file("test").parent.mkdir(parents=True)
     labels = ["negative", "positive", "neutral", "negative", "positive"]
     pd.DataFrame({"text": TEXTS, "label": labels}).to_parquet(run.split_file("test"))
-    export(PipelineConfig.model_validate({"export": {"select_runtime": False}}), run)  # the fp32 graph only
+    export(
+        PipelineConfig.model_validate({"data": {"labels": LABELS}, "export": {"select_runtime": False}}), run
+    )  # the fp32 graph only
     return run.onnx_dir
 
 

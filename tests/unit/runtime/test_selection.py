@@ -20,7 +20,10 @@ def test_export_times_each_graph_and_records_the_fastest_eligible(
 ):
     monkeypatch.setattr(selection, "cpu_bf16_flags", lambda: bf16_flags)  # the CPU's bf16 hardware, overridden
     cfg = PipelineConfig.model_validate(
-        {"export": {"select_runtime": True, "runtime_metric_budget": budget, "runtime_timing_sentences": 8}}
+        {
+            "data": {"labels": ["negative", "neutral", "positive"]},
+            "export": {"select_runtime": True, "runtime_metric_budget": budget, "runtime_timing_sentences": 8},
+        }
     )
     run = make_trained_run(tmp_path)
     table = export(cfg, run).runtime
@@ -54,7 +57,9 @@ def test_static_int8_is_calibrated_qdq_and_close_to_fp32(tmp_path: Path):
     from pipeline_lib.runtime.quantization import quantize_static_int8
     from pipeline_lib.steps.export import calibration_batches
 
-    cfg = PipelineConfig.model_validate({"export": {"select_runtime": False}})
+    cfg = PipelineConfig.model_validate(
+        {"data": {"labels": ["negative", "neutral", "positive"]}, "export": {"select_runtime": False}}
+    )
     run = make_trained_run(tmp_path)
     export(cfg, run)
     fp32 = OnnxPredictor.from_dir(run.onnx_dir, cpu_only=True)

@@ -59,7 +59,9 @@ def make_trained_run(root: Path, model_input_names: list[str] | None = None) -> 
 @pytest.fixture(scope="module")
 def cfg() -> PipelineConfig:
     # the serving-runtime choice is tested in test_runtimes.py; here it would only add its timing
-    return PipelineConfig.model_validate({"export": {"optimize": True, "quantize_int8": True, "select_runtime": False}})
+    return PipelineConfig.model_validate(
+        {"data": {"labels": LABELS}, "export": {"optimize": True, "quantize_int8": True, "select_runtime": False}}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -127,13 +129,15 @@ def test_graph_is_optimized_and_int8_graph_has_its_own_parity(exported: tuple[Ru
     assert "DynamicQuantizeLinear" in int8_ops or "MatMulInteger" in int8_ops
     assert result.int8["size_mb"] < result.size_mb / 2
     assert 0 <= result.int8["agreement"] <= 1 and result.int8["max_abs_logit_diff"] > result.max_abs_logit_diff
-    names = [c.name for c in parity_checks(PipelineConfig(), result.to_dict())]
+    names = [
+        c.name for c in parity_checks(PipelineConfig.model_validate({"data": {"labels": LABELS}}), result.to_dict())
+    ]
     assert names[-2:] == ["int8:agreement", "int8:metric_drop"]
 
 
 def test_unknown_metric_fails_before_exporting(exported: tuple[RunDir, ExportResult]) -> None:
     run, _ = exported
-    bad = PipelineConfig.model_validate({"gates": {"compare_metric": "auc"}})
+    bad = PipelineConfig.model_validate({"data": {"labels": LABELS}, "gates": {"compare_metric": "auc"}})
     with pytest.raises(ValueError, match="compare_metric='auc'"):
         export(bad, run)
     assert run.export_summary.is_file()
@@ -149,8 +153,9 @@ def test_label_mismatch_is_refused(exported: tuple[RunDir, ExportResult]) -> Non
 def kill_during_export(run: RunDir, timeout: float = 120) -> None:
     """Start `export` in a subprocess and SIGKILL it as soon as its staging folder appears."""
     code = (
-        "from pipeline_lib.config import PipelineConfig; from pipeline_lib.steps.export import export; "
-        f"from pipeline_lib.layout import RunDir; export(PipelineConfig(), RunDir({str(run.root)!r}))"
+        "from pipeline_lib.config import load_config; from pipeline_lib.steps.export import export; "
+        "from pipeline_lib.layout import RunDir; "
+        f"export(load_config(None, [{'data.labels=[' + ','.join(LABELS) + ']'!r}]), RunDir({str(run.root)!r}))"
     )
     before = set(temp_dirs(run))
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -191,7 +196,7 @@ def test_killed_export_leaves_previous_folder_and_reexport_recovers(
 def test_torchscript_exporter_gives_fused_attention_with_parity(tmp_path: Path) -> None:
     run = make_trained_run(tmp_path / "run")
     settings = {"exporter": "torchscript", "quantize_int8": True, "select_runtime": False}
-    result = export(PipelineConfig.model_validate({"export": settings}), run)
+    result = export(PipelineConfig.model_validate({"data": {"labels": LABELS}, "export": settings}), run)
     ops = {node.op_type for node in onnx.load(str(run.onnx_dir / "model.onnx")).graph.node}
     assert result.optimizer["Attention"] == 6 and "Attention" in ops
     assert result.max_abs_logit_diff < 1e-3 and result.agreement == 1.0

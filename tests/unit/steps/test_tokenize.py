@@ -22,7 +22,7 @@ ROWS = {
 @pytest.fixture
 def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
-    return load_config(None, ["paths.store=store"])
+    return load_config(None, ["paths.store=store", "data.labels=[negative, neutral, positive]"])
 
 
 def validated_run(root: Path) -> RunDir:

@@ -49,7 +49,7 @@ def _line(index: int) -> int:
 
 def _validate(tmp_path: Path, rows: list[dict[str, str]] | None = None, **data: Any) -> ValidateResult:
     path = _write_csv(tmp_path / "x.csv", rows) if rows is not None else data.pop("path")
-    cfg = PipelineConfig.model_validate({"data": {"path": str(path), **data}})
+    cfg = PipelineConfig.model_validate({"data": {"path": str(path), "labels": LABELS, **data}})
     return validate(cfg, RunDir(tmp_path / "run"))
 
 
@@ -68,11 +68,18 @@ def _rules(error: DataValidationError) -> set[str]:
     return {failure.rule for failure in error.failures}
 
 
+def _each(error: DataValidationError) -> str:
+    """Every failure on a line of its own, as the report lists them (the message groups them by cause)."""
+    return "\n".join(str(failure) for failure in error.failures)
+
+
 def test_packaged_sample_passes_and_writes_splits(tmp_path: Path) -> None:
-    result = _validate(tmp_path, path=SAMPLE)
+    result = _validate(tmp_path, path=SAMPLE, split={"seed": 28})  # the seed of configs/default.yaml
     run = RunDir(tmp_path / "run")
     assert result.passed and sum(result.rows.values()) == 360 and result.dropped_duplicates == 0
-    assert result.label_counts["test"] == {"negative": 12, "neutral": 12, "positive": 12}
+    assert result.split_method == "hash-v1"
+    assert result.label_counts["test"] == {"negative": 14, "neutral": 12, "positive": 13}
+    assert min(result.label_mix["p_value"].values()) > 0.5
     train = pd.read_parquet(run.split_file("train"))
     assert list(train.columns) == ["text", "label", "source", "row"] and len(train) == result.rows["train"]
     report = json.loads(run.validation_report.read_text())
@@ -82,18 +89,27 @@ def test_packaged_sample_passes_and_writes_splits(tmp_path: Path) -> None:
     assert result.to_dict()["report_path"] == str(run.validation_report)
 
 
+def test_an_unrepresentative_split_is_a_warning_that_names_the_seed(tmp_path: Path) -> None:
+    result = _validate(tmp_path, path=SAMPLE, split={"seed": 42})  # 17 of its 24 test rows are positive
+    assert result.passed and result.label_counts["test"] == {"negative": 4, "neutral": 3, "positive": 17}
+    warnings = json.loads(RunDir(tmp_path / "run").validation_report.read_text())["warnings"]
+    assert [(w["rule"], w["split"]) for w in warnings] == [("label_mix", "test")]
+    assert "'positive' is 70.8% of test but 33.3% of the data" in warnings[0]["message"]
+    assert "another data.split.seed" in warnings[0]["message"]
+
+
 def test_unknown_label(tmp_path: Path) -> None:
     rows = _rows()
     rows[4]["label"] = "bullish"
     error = _failure(tmp_path, rows)
-    assert f"x.csv row {_line(4)} (train): label_in_set — label 'bullish' is not one of" in str(error)
+    assert f"x.csv row {_line(4)} (train): label_in_set — label 'bullish' is not one of" in _each(error)
 
 
 def test_empty_and_missing_values(tmp_path: Path) -> None:
     rows = _rows()
     rows[1]["text"], rows[2]["label"] = "   ", ""
     error = _failure(tmp_path, rows)
-    message = str(error)
+    message = _each(error)
     assert f"x.csv row {_line(1)} (train): text_length — text has 0 characters; expected 1–2000" in message
     assert f"x.csv row {_line(2)} (train): label_not_null" in message
 
@@ -104,7 +120,7 @@ def test_test_sentence_also_in_train(tmp_path: Path) -> None:
     error = _failure(tmp_path, rows)
     assert _rules(error) == {"text_in_two_splits"}
     expected = f'x.csv row {_line(len(rows) - 1)} (test): text_in_two_splits — "SENTENCE 0 ABOUT'
-    assert expected in str(error) and f"also in train ({tmp_path / 'x.csv'} row {_line(0)})" in str(error)
+    assert expected in _each(error) and f"also in train ({tmp_path / 'x.csv'} row {_line(0)})" in _each(error)
 
 
 def test_duplicates_fail_unless_dropped(tmp_path: Path) -> None:
@@ -112,8 +128,8 @@ def test_duplicates_fail_unless_dropped(tmp_path: Path) -> None:
     rows.insert(5, dict(rows[0]))
     error = _failure(tmp_path, rows)
     assert _rules(error) == {"text_unique_in_split"}
-    assert f"x.csv row {_line(5)} (train): text_unique_in_split" in str(error)
-    assert f"appears 2 times in train (also row {_line(0)})" in str(error)
+    assert f"x.csv row {_line(5)} (train): text_unique_in_split" in _each(error)
+    assert f"appears 2 times in train (also row {_line(0)})" in _each(error)
 
     result = _validate(tmp_path, rows, drop_duplicates=True)
     assert result.dropped_duplicates == 1 and result.rows["train"] == 18
@@ -123,15 +139,15 @@ def test_conflicting_labels_always_fail(tmp_path: Path) -> None:
     rows = _rows()
     rows[3] = {**rows[0], "label": "positive"}
     error = _failure(tmp_path, rows, drop_duplicates=True)
-    assert f"x.csv row {_line(3)}: conflicting_labels" in str(error)
-    assert f"labelled 'positive' here but 'negative' at {tmp_path / 'x.csv'} row {_line(0)}" in str(error)
+    assert f"x.csv row {_line(3)}: conflicting_labels" in _each(error)
+    assert f"labelled 'positive' here but 'negative' at {tmp_path / 'x.csv'} row {_line(0)}" in _each(error)
 
 
 def test_too_long_text(tmp_path: Path) -> None:
     rows = _rows()
     rows[7]["text"] = "Revenue " * 10
     error = _failure(tmp_path, rows, max_chars=60)
-    assert f"x.csv row {_line(7)} (train): text_length — text has 79 characters; expected 1–60" in str(error)
+    assert f"x.csv row {_line(7)} (train): text_length — text has 79 characters; expected 1–60" in _each(error)
 
 
 def test_missing_label_in_train_and_empty_split(tmp_path: Path) -> None:
@@ -144,7 +160,7 @@ def test_unreadable_file_is_reported(tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_bytes(b"text,label\nCaf\xe9,neutral\n")
     error = _failure(tmp_path, path=tmp_path / "bad.csv")
     assert error.failures[0].rule == "data_format" and error.failures[0].row == 2
-    assert "expected UTF-8" in str(error)
+    assert "expected UTF-8" in _each(error)
 
 
 def test_failure_removes_stale_split_files(tmp_path: Path) -> None:
@@ -155,12 +171,43 @@ def test_failure_removes_stale_split_files(tmp_path: Path) -> None:
     _failure(tmp_path, rows)
 
 
-def test_message_is_capped(tmp_path: Path) -> None:
+def test_message_says_each_cause_once_with_its_fix(tmp_path: Path) -> None:
     rows = [{**row, "label": "?"} for row in _rows()]
+    rows[0]["label"] = "bullish"
     error = _failure(tmp_path, rows)
     lines = str(error).splitlines()
-    assert len(lines) == 22 and lines[-1].strip().startswith("… and ")
-    assert str(error.report_path) in lines[0]
+    assert str(error.report_path) in lines[0] and f"{len(error.failures)} problem(s) of 5 kind(s)" in lines[0]
+    first = next(i for i, line in enumerate(lines) if "rows labelled '?'" in line)
+    assert lines[first].strip().startswith(f"{len(rows) - 1} rows labelled '?', which is not a known label")
+    assert (
+        f"[label_in_set], e.g. {tmp_path / 'x.csv'} row {_line(1)}, row {_line(2)}, row {_line(3)} and " in lines[first]
+    )
+    assert lines[first + 1].strip() == (
+        "fix: add it to data.labels, or leave data.labels out to use the labels of the training split"
+    )
+    assert sum("rows labelled 'bullish'" in line for line in lines) == 1  # its own cause
+    assert sum("labels with no training row" in line for line in lines) == 3  # one per missing label
+    assert len(lines) == 1 + 2 * 5
+    report = json.loads(RunDir(tmp_path / "run").validation_report.read_text())
+    assert len(report["failures"]) == len(error.failures) and report["causes"][0]["count"] == len(rows) - 1
+
+
+def test_labels_are_inferred_from_train_and_others_name_their_place(tmp_path: Path) -> None:
+    rows = _rows()
+    result = _validate(tmp_path, rows, labels=None)
+    assert result.labels == sorted(LABELS) and result.labels_inferred
+    report = json.loads(RunDir(tmp_path / "run").validation_report.read_text())
+    assert report["labels"] == sorted(LABELS) and report["data"]["inferred_labels"] == sorted(LABELS)
+    rows[-1]["label"] = "mixed"  # a test row with a label train never has
+    error = _failure(tmp_path, rows, labels=None)
+    assert f"x.csv row {_line(len(rows) - 1)} (test): label_in_set — label 'mixed' is not one of" in _each(error)
+    assert "(the labels inferred from the training split (data.labels unset))" in _each(error)
+
+
+def test_a_single_training_label_cannot_be_a_classifier(tmp_path: Path) -> None:
+    rows = [{**row, "label": "positive"} for row in _rows()]
+    error = _failure(tmp_path, rows, labels=None)
+    assert _rules(error) == {"single_label"} and "the training split has 1 label(s) (positive)" in str(error)
 
 
 def test_max_train_rows_subsamples_train(tmp_path: Path) -> None:

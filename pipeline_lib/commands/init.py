@@ -1,0 +1,328 @@
+"""`tunepipe init DATA`: look at a labelled file or folder the project has never seen and propose a config that
+runs as is. It finds the format, encoding, delimiter, the text / label / tag and split columns or split files,
+reads the data with the pipeline's own readers, counts labels, repeats, near-duplicates, conflicts, damaged text
+and lengths in tokens, and writes a commented YAML config with each choice and the reason for it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline_lib.config import DataConfig, PipelineConfig
+from pipeline_lib.data.keys import text_key
+from pipeline_lib.data.readers import SUFFIX_FORMATS, read_data
+from pipeline_lib.data.splits import SPLIT_SYNONYMS, assign_splits
+from pipeline_lib.data.text_quality import problems
+from pipeline_lib.task_types import task_for
+
+LABEL_NAMES = ("label", "labels", "sentiment", "class", "category", "target", "tag", "y", "airline_sentiment")
+TEXT_NAMES = ("text", "sentence", "tweet", "content", "body", "review", "headline", "title", "message")
+TAGGED_SUFFIXES = (".conll", ".bio", ".iob", ".iob2", ".ner")
+SPLIT_WORDS = {"train": "train", "dev": "validation", "valid": "validation", "val": "validation", "testa": "validation"}
+SPLIT_WORDS |= {"validation": "validation", "test": "test", "testb": "test"}
+LENGTHS = (32, 64, 128, 256, 512)
+SAMPLE_ROWS = 5000  # rows whose token lengths are measured
+
+
+class InitError(ValueError):
+    """The data cannot be inspected; the message says what was found and what would be needed."""
+
+
+@dataclass
+class Inspection:
+    """What `tunepipe init` found, and the options it chose (with the reason for each)."""
+
+    path: Path
+    task: str
+    data: dict[str, Any]  # the `data:` section to write
+    rows: dict[str, int]
+    label_counts: dict[str, int]
+    found: dict[str, Any] = field(default_factory=dict)  # duplicates, conflicts, damaged texts, lengths
+    choices: list[tuple[str, str]] = field(default_factory=list)  # (option, why)
+    max_length: int = 128
+
+
+def detect_encoding(file: Path) -> str:
+    """UTF-8 when the bytes decode as UTF-8 (BOM or not), else charset-normalizer's best guess."""
+    data = file.read_bytes()[:1_000_000]
+    for encoding in ("utf-8", "cp1252"):  # UTF-8, else Windows-1252 (a superset of Latin-1), the usual two
+        try:
+            data.decode(encoding)
+            return encoding
+        except UnicodeDecodeError:
+            continue
+    else:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(data).best()
+        if best is None:
+            raise InitError(f"{file}: cannot tell the text encoding; re-save it as UTF-8") from None
+        return best.encoding
+
+
+def _read_head(file: Path, encoding: str, chars: int = 200_000) -> str:
+    return file.read_bytes()[: chars * 2].decode(encoding, errors="replace")[:chars]
+
+
+def _looks_tagged(text: str) -> bool:
+    """One token and its tag per line, sentences separated by blank lines (CoNLL-style columns)."""
+    lines = [line for line in text.splitlines()[:2000] if line.strip() and not line.startswith("-DOCSTART-")]
+    if not lines or "\n\n" not in text.replace("\r\n", "\n"):
+        return False
+    fields = [line.split() for line in lines]
+    tag_like = sum(1 for f in fields if len(f) >= 2 and re.fullmatch(r"O|[BIES]-\S+", f[-1]))
+    return tag_like / len(fields) > 0.8
+
+
+def detect_format(file: Path, encoding: str) -> str:
+    suffix = file.suffix.lower()
+    head = _read_head(file, encoding)
+    known = suffix in SUFFIX_FORMATS or suffix in TAGGED_SUFFIXES
+    if suffix in TAGGED_SUFFIXES or ((suffix in (".tsv", ".txt") or not known) and _looks_tagged(head)):
+        return "conll"
+    if suffix in (".jsonl", ".json"):
+        first = next((line for line in head.splitlines() if line.strip()), "{}")
+        return "jsonl-tagged" if {"tokens", "tags"} <= set(json.loads(first)) else "jsonl"
+    if suffix == ".txt":
+        lines = [line for line in head.splitlines()[:200] if line.strip()]
+        if lines and sum("@" in line for line in lines) / len(lines) > 0.9:
+            return "phrasebank"
+        raise InitError(f"{file}: a .txt file that is neither `sentence@label` lines nor token/tag columns")
+    if suffix in SUFFIX_FORMATS:
+        return SUFFIX_FORMATS[suffix]
+    raise InitError(f"{file}: unknown format; expected one of {', '.join([*SUFFIX_FORMATS, *TAGGED_SUFFIXES])}")
+
+
+def split_files(folder: Path) -> dict[str, str]:
+    """train / validation / test files of a folder, by the split word in each name (eng.testa is validation)."""
+    found: dict[str, str] = {}
+    for file in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        words = re.split(r"[^a-z]+", file.name.lower())
+        splits = {SPLIT_WORDS[w] for w in words if w in SPLIT_WORDS}
+        if len(splits) == 1:
+            split = splits.pop()
+            if split in found:
+                raise InitError(f"{folder}: two {split} files ({found[split]}, {file.name}); keep one per split")
+            found[split] = file.name
+    return found if set(found) == {"train", "validation", "test"} else {}
+
+
+def _table(file: Path, fmt: str, encoding: str) -> tuple[list[str], list[dict[str, Any]], str | None]:
+    """Column names, the first rows and the CSV delimiter of a tabular file."""
+    if fmt == "parquet":
+        frame = pd.read_parquet(file).head(SAMPLE_ROWS)
+        return list(frame.columns), frame.to_dict("records"), None
+    if fmt == "jsonl":
+        rows = [json.loads(line) for line in _read_head(file, encoding).splitlines()[:SAMPLE_ROWS] if line.strip()]
+        return sorted({key for row in rows for key in row}), rows, None
+    head = _read_head(file, encoding)
+    try:
+        delimiter = csv.Sniffer().sniff(head[:20_000], delimiters=",\t;|").delimiter
+    except csv.Error:
+        delimiter = "\t" if file.suffix.lower() == ".tsv" else ","
+    rows = list(csv.DictReader(io.StringIO(head, newline=""), delimiter=delimiter))[:SAMPLE_ROWS]
+    columns = list(rows[0].keys()) if rows else []
+    return [str(c).strip() for c in columns if c is not None], rows, delimiter
+
+
+def choose_columns(columns: list[str], rows: list[dict[str, Any]]) -> dict[str, str | None]:
+    """The text column (longest values), the label column (few distinct short values) and a split column."""
+    values = {c: [str(r.get(c, "")) for r in rows if r.get(c) not in (None, "")] for c in columns}
+    splits = [c for c in columns if values[c] and {v.strip().lower() for v in values[c]} <= set(SPLIT_SYNONYMS)]
+    candidates = [c for c in columns if c not in splits and values[c]]
+    if len(candidates) < 2:
+        raise InitError(f"found columns {columns}: expected a text column and a label column")
+
+    def mean_length(column: str) -> float:
+        return float(np.mean([len(v) for v in values[column]]))
+
+    named_text = [c for c in candidates if c.strip().lower() in TEXT_NAMES]
+    text = named_text[0] if named_text else max(candidates, key=mean_length)
+    rest = [c for c in candidates if c != text]
+    named = [c for c in rest if c.strip().lower() in LABEL_NAMES]
+    limit = max(2, min(100, len(rows) // 5))
+    few = [c for c in rest if 2 <= len(set(values[c])) <= limit and mean_length(c) < 40]
+    label = (named or sorted(few, key=lambda c: len(set(values[c]))) or [None])[0]
+    if label is None:
+        raise InitError(f"found columns {columns}: none looks like a label (2 to {limit} distinct short values)")
+    return {"text": text, "label": label, "split": splits[0] if splits else None}
+
+
+def _tag_scheme(file: Path, data: dict[str, Any]) -> str:
+    """iob1 when the file's I- tags open entities (invalid IOB2) and reading it as IOB1 leaves none invalid."""
+    from pipeline_lib.data.conll import iob1_to_iob2, iob2_errors, read_tagged
+
+    tags = read_tagged(file, DataConfig.model_validate({**data, "tag_scheme": "iob2"}))["tags"]
+    invalid = sum(len(iob2_errors(list(t))) for t in tags)
+    return "iob1" if invalid and not sum(len(iob2_errors(iob1_to_iob2(list(t)))) for t in tags) else "iob2"
+
+
+def _token_lengths(texts: list[str]) -> dict[str, int]:
+    from pipeline_lib.training.modeling import load_tokenizer, resolve_model_source
+
+    tokenizer = load_tokenizer(resolve_model_source("default"))
+    sample = texts[:SAMPLE_ROWS]
+    lengths = [len(ids) for ids in tokenizer(sample, truncation=False)["input_ids"]] if sample else [0]
+    p50, p95, p99 = np.percentile(lengths, [50, 95, 99])
+    return {"p50": int(p50), "p95": int(p95), "p99": int(p99), "max": int(max(lengths)), "measured": len(sample)}
+
+
+def inspect(path: Path, task: str | None = None) -> Inspection:
+    """Look at `path` (a file, or a folder of split files or data files) and choose the data options."""
+    path = Path(path)
+    if not path.exists():
+        raise InitError(f"{path}: no such file or folder")
+    files = split_files(path) if path.is_dir() else {}
+    first = path / files["train"] if files else path
+    if path.is_dir() and not files:
+        data_files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIX_FORMATS)
+        if not data_files:
+            raise InitError(f"{path}: no data files, and no train / dev / test files by name")
+        first = data_files[0]
+    encoding = detect_encoding(first)
+    fmt = detect_format(first, encoding)
+    tagged = fmt in ("conll", "jsonl-tagged")
+    task = task or ("token_classification" if tagged else "sequence_classification")
+    data: dict[str, Any] = {"path": _relative(path)}
+    choices: list[tuple[str, str]] = []
+    if files:
+        data["files"] = files
+        choices.append(
+            ("data.files", f"one file per split, by name: {', '.join(f'{k}={v}' for k, v in files.items())}")
+        )
+    if encoding != "utf-8" and fmt != "phrasebank":  # PhraseBank files are ISO-8859-1, which the reader assumes
+        data["encoding"] = encoding
+        choices.append(("data.encoding", f"{first.name} is not UTF-8; it reads as {encoding}"))
+    if tagged:
+        data["format"] = "jsonl" if fmt == "jsonl-tagged" else "conll"
+        data["tag_scheme"] = _tag_scheme(first, data)
+        if data["tag_scheme"] == "iob1":
+            choices.append(("data.tag_scheme", "iob1: entities start with I- (as in CoNLL-2003); read as IOB2"))
+    elif fmt == "phrasebank":
+        data["format"] = "phrasebank"
+    else:
+        columns, rows, delimiter = _table(first, fmt, encoding)
+        chosen = choose_columns(columns, rows)
+        data["text_column"], data["label_column"] = chosen["text"], chosen["label"]
+        choices.append(("data.text_column", f"{chosen['text']!r}: the column with the longest values"))
+        choices.append(("data.label_column", f"{chosen['label']!r}: few distinct short values"))
+        if chosen["split"]:
+            data["split_column"] = chosen["split"]
+            choices.append(("data.split_column", f"{chosen['split']!r} holds train / validation / test"))
+        if delimiter and delimiter != ("\t" if first.suffix.lower() == ".tsv" else ","):
+            data["delimiter"] = delimiter
+            choices.append(("data.delimiter", f"{delimiter!r} separates the fields"))
+    return _count(path, task, data, choices)
+
+
+def _count(path: Path, task: str, data: dict[str, Any], choices: list[tuple[str, str]]) -> Inspection:
+    """Read with the pipeline's readers and count what decides the remaining options."""
+    strategy = task_for(task)
+    config = DataConfig.model_validate(data)
+    frame = read_data(config, strategy.read)
+    frame = frame.assign(key=frame["text"].map(text_key, na_action="ignore"))
+    found: dict[str, Any] = {}
+    if task == "sequence_classification":
+        labelled = frame[frame["label"].notna() & frame["key"].notna()]
+        exact = int(labelled.duplicated(subset=["text", "label"]).sum())
+        same_key = int(labelled.duplicated(subset=["key", "label"]).sum())
+        conflicts = labelled.groupby("key")["label"].nunique()
+        conflicted = int(labelled["key"].isin(conflicts[conflicts > 1].index).sum())
+        found |= {"exact_repeats": exact, "near_duplicates": same_key - exact, "conflicting_rows": conflicted}
+        if same_key:
+            data["drop_duplicates"] = True
+            why = f"{exact} exact repeats and {same_key - exact} near-duplicates (case, spacing, width)"
+            choices.append(("data.drop_duplicates", why))
+        if conflicted:
+            data["drop_conflicting"] = True
+            choices.append(("data.drop_conflicting", f"{conflicted} rows share a text with another label"))
+        label_counts = {str(k): int(v) for k, v in frame["label"].value_counts().sort_index().items()}
+    else:
+        label_counts = strategy.label_counts(frame)
+    damage: dict[str, int] = {}
+    for text in frame["text"].dropna().astype(str):
+        for kind in problems(text):
+            damage[kind] = damage.get(kind, 0) + 1
+    found["damaged_texts"] = damage
+    if damage.get("text_mojibake") or damage.get("text_control_chars"):
+        data["fix_text"] = True
+        choices.append(("data.fix_text", ", ".join(f"{n} {kind.removeprefix('text_')}" for kind, n in damage.items())))
+    given = "split" in frame.columns and frame["split"].notna().any()
+    splits = assign_splits(frame, DataConfig.model_validate(data).split)
+    found["split"] = "given by the data" if given else "hash of each text's key (new rows never move old ones)"
+    if given:
+        owners = pd.concat(part[["key"]].assign(split=name) for name, part in splits.items()).dropna()
+        shared = int((owners.groupby("key")["split"].nunique() > 1).sum())
+        found["texts_in_two_splits"] = shared
+        if shared:
+            data["cross_split_duplicates"] = "warn"
+            choices.append(("data.cross_split_duplicates", f"the given splits share {shared} texts: reported, kept"))
+    lengths = _token_lengths(frame["text"].dropna().astype(str).tolist())
+    found["tokens"] = lengths
+    max_length = next((n for n in LENGTHS if n >= lengths["p99"]), LENGTHS[-1])
+    why = f"covers 99% of the texts (p50 {lengths['p50']}, p99 {lengths['p99']}, max {lengths['max']} tokens)"
+    if task == "token_classification":
+        why += "; longer sentences are windowed, never truncated"
+    choices.append(("model.max_length", f"{max_length}: {why}"))
+    rows = {name: len(part) for name, part in splits.items()}
+    return Inspection(path, task, data, rows, label_counts, found, choices, max_length)
+
+
+def _relative(path: Path) -> str:
+    return os.path.relpath(path.resolve(), Path.cwd())
+
+
+def _slug(path: Path) -> str:
+    stem = path.stem if path.is_file() else path.name
+    return re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-") or "model"
+
+
+def config_text(found: Inspection, name: str | None = None) -> str:
+    """The proposed config as commented YAML (it loads as a valid `PipelineConfig`)."""
+    import yaml
+
+    name = name or _slug(found.path)
+    data = {"name": name.replace("-", "_"), **found.data}
+    roots = ["."]
+    outside = Path(data["path"]).parts[:1] == ("..",) or Path(data["path"]).is_absolute()
+    if outside:
+        roots.append(str(Path(data["path"]).parent if Path(data["path"]).suffix else Path(data["path"])))
+    raw = {
+        "task": found.task,
+        "data": data,
+        "model": {"name": "default", "max_length": found.max_length},
+        "registry": {"model_name": name},
+        "paths": {"read_roots": roots},
+    }
+    PipelineConfig.model_validate(raw)  # what is written must load
+    labels = ", ".join(found.label_counts)
+    header = [
+        f"# Proposed by `tunepipe init {found.data['path']}`: review it, then `tunepipe run --config <this file>`.",
+        f"# {found.task}; rows per split {found.rows}; labels found: {labels}.",
+        "# data.labels is left out: the labels are inferred from the training split at each run (sorted).",
+        *(f"# {option}: {why}" for option, why in found.choices),
+    ]
+    return "\n".join(header) + "\n" + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
+
+
+def summary(found: Inspection) -> str:
+    """A short account of what was found and chosen, for the terminal."""
+    lines = [f"{found.path}: {found.task}, rows per split {found.rows}"]
+    shown = list(found.label_counts.items())[:12]
+    lines.append(
+        "  labels: " + ", ".join(f"{k} {v}" for k, v in shown) + (" …" if len(found.label_counts) > 12 else "")
+    )
+    for key, value in found.found.items():
+        lines.append(f"  {key.replace('_', ' ')}: {value}")
+    lines.append("  chose:")
+    lines += [f"    {option} — {why}" for option, why in found.choices]
+    return "\n".join(lines)
