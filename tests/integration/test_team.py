@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,6 +107,37 @@ def test_compose_variables_have_defaults_and_an_example():
     for name in set(re.findall(r"\$\{(\w+)", text)):
         assert re.search(rf"^{name}=", example, re.M), f"{name} is read by docker-compose.yml but not in .env.example"
     assert team_env.interpolate("${A:-x}|${B-y}|${C}|$$C|$D", {"A": "", "B": "", "D": "d"}) == "x|||$C|d"
+
+
+def test_team_up_starts_the_stack_in_the_background_and_team_down_stops_and_removes_it(tmp_path: Path):
+    """`make team-up` / `make team-down` (python -m infra.team up|down)."""
+    if team_env.postgres_bin() is None:
+        pytest.skip(NO_POSTGRES)
+    folder = tmp_path / "team"
+    env = {k: v for k, v in child_env().items() if k != "TUNEPIPE_GIT_URL"}
+
+    def team(command: str) -> subprocess.CompletedProcess:
+        args = [sys.executable, "-m", "infra.team", command, "--dir", str(folder)]
+        return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+
+    up = team("up")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        exports = dict(re.findall(r"^export (\w+)=(\S+)$", (folder / "env").read_text(), re.M))
+        assert (
+            exports["TUNEPIPE_GIT_URL"] == str(REPO)
+            and f"export PREFECT_API_URL={exports['PREFECT_API_URL']}" in up.stdout
+        )
+        health = [f"{exports['MLFLOW_TRACKING_URI']}/health", f"{exports['PREFECT_API_URL']}/health"]
+        assert [urllib.request.urlopen(url, timeout=10).status for url in health] == [200, 200]
+        assert team("up").stdout == up.stdout  # already up: says where, starts nothing
+    finally:
+        down = team("down")
+    assert down.returncode == 0 and "team stack stopped" in down.stdout, down.stdout + down.stderr
+    assert not folder.exists()
+    for url in health:
+        with pytest.raises(OSError):
+            urllib.request.urlopen(url, timeout=5)
 
 
 # --- the stack ----------------------------------------------------------------------------------------------
@@ -217,13 +250,14 @@ def test_deployment_runs_train_on_the_worker_and_register_in_postgres(
         on_server = stack.local.artifacts / run.info.artifact_uri.removeprefix("mlflow-artifacts:/")
         assert {"config.yaml", "gates", "report"} <= {p.name for p in on_server.iterdir()}
     logs = flow_run_logs(stack, two_runs[0].id)
-    assert "[train]" in logs and "[register]" in logs and "no champion yet" in logs, logs[-3000:]
+    assert "[train] ran" in logs and "[register]" in logs and f"{NAME} v1 -> @champion" in logs, logs[-3000:]
 
 
 def test_two_runs_at_once_run_one_after_the_other_leaving_one_champion_and_a_chained_ledger(
     stack: TeamStack, two_runs: list, tmp_path: Path
 ):
     first, second = two_runs
+    assert second.created < first.end_time  # both were waiting or running at once
     assert first.end_time <= second.start_time  # the worker took one at a time (compose: --limit 1)
     client = mlflow_client(stack)
     records = assert_ledger_chains(client)
@@ -256,7 +290,7 @@ def test_a_second_directory_with_only_the_urls_predicts_and_reads_lineage_throug
 ):
     laptop = tmp_path / "laptop"
     laptop.mkdir()
-    env = child_env(MLFLOW_TRACKING_URI=stack.mlflow_url)
+    env = stack.client_env()
     log = stack.log("mlflow")
     served_before = len(log.read_text())
     text = "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn"
@@ -357,3 +391,5 @@ def test_postgres_stopped_mid_registration_fails_cleanly_then_a_rerun_registers(
     assert not list((in_workspace / "fault-runs").glob(f"runs/*/register/{PENDING}"))
     records = assert_ledger_chains(client)
     assert records[: len(before[2])] == before[2] and records[-1]["run_id"] == rerun["run_id"]
+    down = [name for name, proc in stack.procs.items() if proc.poll() is not None]
+    assert not down, f"{down} did not survive the outage"
