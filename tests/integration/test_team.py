@@ -104,8 +104,11 @@ def test_a_compose_value_no_rule_translates_is_reported():
 def test_compose_variables_have_defaults_and_an_example():
     text = team_env.COMPOSE.read_text()
     example = (team_env.INFRA / ".env.example").read_text()
-    for name in set(re.findall(r"\$\{(\w+)", text)):
+    for name in set(re.findall(r"(?<!\$)\$\{(\w+)", text)):  # `$${...}` is the container shell's
         assert re.search(rf"^{name}=", example, re.M), f"{name} is read by docker-compose.yml but not in .env.example"
+    assert (
+        re.findall(r"(?<!\$)\$\{\w+\}", text) == []
+    )  # each has a default (`${NAME:-...}`): the stack runs without .env
     assert team_env.interpolate("${A:-x}|${B-y}|${C}|$$C|$D", {"A": "", "B": "", "D": "d"}) == "x|||$C|d"
 
 
@@ -124,10 +127,8 @@ def test_team_up_starts_the_stack_in_the_background_and_team_down_stops_and_remo
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         exports = dict(re.findall(r"^export (\w+)=(\S+)$", (folder / "env").read_text(), re.M))
-        assert (
-            exports["TUNEPIPE_GIT_URL"] == str(REPO)
-            and f"export PREFECT_API_URL={exports['PREFECT_API_URL']}" in up.stdout
-        )
+        assert exports["TUNEPIPE_GIT_URL"] == str(REPO)  # the worker clones this checkout unless told otherwise
+        assert f"export PREFECT_API_URL={exports['PREFECT_API_URL']}" in up.stdout
         health = [f"{exports['MLFLOW_TRACKING_URI']}/health", f"{exports['PREFECT_API_URL']}/health"]
         assert [urllib.request.urlopen(url, timeout=10).status for url in health] == [200, 200]
         assert team("up").stdout == up.stdout  # already up: says where, starts nothing
@@ -197,8 +198,9 @@ def two_runs(stack: TeamStack, team_repo: Path, tmp_path_factory: pytest.TempPat
         )
         for name in ("weekly", "on-data-change")
     ]
-    outputs = [trigger.communicate(timeout=120)[0] for trigger in triggers]
-    ids = [re.search(r"UUID: ([0-9a-f-]{36})", out).group(1) for out in outputs]
+    created = [re.search(r"UUID: ([0-9a-f-]{36})", trigger.communicate(timeout=120)[0]) for trigger in triggers]
+    assert all(created), [trigger.args for trigger in triggers]
+    ids = [match.group(1) for match in created]
     runs = wait_for_flow_runs(stack, ids)
     for run in runs:
         assert run.state.name == "Completed", f"{run.name}:\n{flow_run_logs(stack, run.id)[-4000:]}"
