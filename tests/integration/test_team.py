@@ -361,7 +361,9 @@ def test_postgres_stopped_mid_registration_fails_cleanly_then_a_rerun_registers(
     client = store.connect(load_config(None, sets))
     before = registry_state(client)
     env = {k: v for k, v in child_env().items() if not k.startswith("MLFLOW_HTTP_REQUEST")}
-    command = [f"{BIN}/tunepipe", "run", "--force", *cli_sets(*extra)]  # Prefect: its own (this database is down)
+    # a team member's `tunepipe run` against the team MLflow; with Prefect's ephemeral API of its own, since the
+    # PostgreSQL about to stop holds the Prefect server's database too (what is under test here is the registry)
+    command = [f"{BIN}/tunepipe", "run", "--force", *cli_sets(*extra)]
 
     stopped: list[float] = []
     watcher = stop_when_logging_starts(stack, stopped)
