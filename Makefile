@@ -14,7 +14,7 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint clean repro
+.PHONY: install run test lint clean repro team-up team-down
 
 $(BIN)/tunepipe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Team mode without Docker: the stack of infra/docker-compose.yml on this machine (PostgreSQL 15+ server programs
+# needed), in .tunepipe/team; `source .tunepipe/team/env` for its URLs. See README "Team mode".
+team-up: install
+	$(BIN)/python -m infra.team up
+
+team-down:
+	$(BIN)/python -m infra.team down
 
 clean:
 	rm -rf artifacts .tunepipe

@@ -4,6 +4,7 @@ process group, waited on until healthy, and always stopped (the group, by its id
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -31,11 +32,23 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def as_user(user: str | None) -> dict:
+    """subprocess keyword arguments that run a command as `user`, its group and no other (None: as this process)."""
+    if user is None:
+        return {}
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
+
+
 @contextmanager
-def child(args: list[str], log: Path, env: dict[str, str], cwd: Path | None = None) -> Iterator[subprocess.Popen]:
-    """Run `args` in a new session; on exit SIGTERM its process group, then SIGKILL after 20 s."""
+def child(
+    args: list[str], log: Path, env: dict[str, str], cwd: Path | None = None, user: str | None = None
+) -> Iterator[subprocess.Popen]:
+    """Run `args` in a new session (as `user` and its group, when given); on exit SIGTERM its process group, then
+    SIGKILL after 20 s."""
     with log.open("w") as out:
-        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **as_user(user)
+        )
         try:
             yield proc
         finally:
