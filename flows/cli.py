@@ -59,6 +59,7 @@ def _user_errors() -> Iterator[None]:
     from pipeline_lib.data.versions import DataUnavailableError
     from pipeline_lib.registry.errors import RegistryError
     from pipeline_lib.registry.promotion import PromotionError
+    from pipeline_lib.serving.monitor import MonitorError
     from pipeline_lib.training.modeling import ModelSourceError
 
     expected = (
@@ -70,6 +71,7 @@ def _user_errors() -> Iterator[None]:
         PromotionError,
         DataUnavailableError,
         DatasetError,
+        MonitorError,
         FileNotFoundError,
     )
     try:
@@ -186,6 +188,8 @@ def lineage(
     typer.echo(f"  data {info['data']['path']} md5={info['data']['md5']} splits={info['data']['splits']}")
     typer.echo("  metrics " + " ".join(f"{k}={v:.4f}" for k, v in sorted(info["metrics"].items()) if "." not in k))
     typer.echo(f"  trained with {info['precision']} on {info['device']} ({info['capability']})")
+    if info.get("libraries"):
+        typer.echo("  libraries " + " ".join(f"{name}={v}" for name, v in info["libraries"].items()))
     if info.get("runtime"):
         typer.echo(f"  serving runtime: {info['runtime']['chosen']} (chosen by measurement)")
         for row in [*info["runtime"]["candidates"], *info["runtime"]["references"]]:
@@ -318,6 +322,69 @@ def schedule(
 
     path = _config_path(config)
     serve(cron, str(path) if path else None, overrides or [], name=name)
+
+
+@app.command()
+def monitor(
+    model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSION (the served model).")],
+    since: Annotated[
+        str | None, typer.Option("--since", help="Window start: 24h, 7d, 30m or an ISO time (default: monitor.since).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    cron: Annotated[
+        str | None, typer.Option("--cron", help="Instead, serve the monitor flow on this cron schedule (foreground).")
+    ] = None,
+    retrain_deployment: Annotated[
+        str | None,
+        typer.Option("--retrain-deployment", help="With --cron: on drift, run FLOW/NAME (monitor.retrain_deployment)."),
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="With --cron: deployment name, monitor/NAME.")] = "scheduled",
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Compare the served model's logged predictions with its test split: label mix, confidence, text length and
+    the share of low-confidence predictions. Exit 2 on drift (0: no drift, or too few predictions to say)."""
+    from flows.schedule import check_cron
+
+    with _user_errors():
+        cfg = _load(config, overrides)
+        if cron is not None:
+            check_cron(cron)
+        elif retrain_deployment is not None:
+            raise ConfigError("--retrain-deployment is for the scheduled flow: give --cron too")
+        else:
+            from pipeline_lib.serving.monitor import monitor as check
+
+            report = check(cfg, model, since).to_dict()
+    if cron is not None:
+        from flows.monitor import serve as serve_monitor
+
+        path = _config_path(config)
+        serve_monitor(model, cron, str(path) if path else None, overrides or [], since, retrain_deployment, name)
+        return
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _print_monitor(report)
+    if report["drift"]:
+        raise typer.Exit(2)
+
+
+def _print_monitor(report: dict) -> None:
+    typer.echo(
+        f"{report['name']} v{report['version']}: {report['live']} predictions since {report['since']} "
+        f"(log {report['log']}) vs {report['reference']} test sentences"
+    )
+    if report["other_versions"]:
+        typer.echo(f"  ({report['other_versions']} predictions of other versions in the window not compared)")
+    for check in report["checks"]:
+        typer.echo(
+            f"  {'DRIFT' if check['drift'] else 'ok   '}  {check['feature']:<15} {check['test']:<20} "
+            f"p={check['p_value']:.2g} effect={check['effect']:.3f} (threshold {check['threshold']:g})  "
+            f"{check['detail']}"
+        )
+    colour = {"drift": typer.colors.RED, "no drift": typer.colors.GREEN}.get(report["verdict"], typer.colors.YELLOW)
+    typer.secho(f"verdict: {report['verdict']}", fg=colour)
 
 
 @data_app.command("pull")
