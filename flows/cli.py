@@ -54,6 +54,7 @@ def _load(config: Path | None, overrides: list[str] | None) -> PipelineConfig:
 def _user_errors() -> Iterator[None]:
     """Expected failures (bad config, bad data, unknown model) print their message and exit 1."""
     from pipeline_lib.commands.data_add import DatasetError
+    from pipeline_lib.commands.reproduce import ReproduceError
     from pipeline_lib.data.failures import DataValidationError
     from pipeline_lib.data.readers import DataFormatError
     from pipeline_lib.data.versions import DataUnavailableError
@@ -72,6 +73,7 @@ def _user_errors() -> Iterator[None]:
         DataUnavailableError,
         DatasetError,
         MonitorError,
+        ReproduceError,
         FileNotFoundError,
     )
     try:
@@ -385,6 +387,82 @@ def _print_monitor(report: dict) -> None:
         )
     colour = {"drift": typer.colors.RED, "no drift": typer.colors.GREEN}.get(report["verdict"], typer.colors.YELLOW)
     typer.secho(f"verdict: {report['verdict']}", fg=colour)
+
+
+@app.command()
+def reproduce(
+    model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSION")],
+    tolerance: Annotated[
+        float | None,
+        typer.Option("--tolerance", help="Largest |recorded - reproduced| of a metric (default: 0 on CPU, 0.01 GPU)."),
+    ] = None,
+    allow_dirty: Annotated[
+        bool, typer.Option("--allow-dirty", help="Rebuild from the commit even if it was registered from a dirty tree.")
+    ] = False,
+    code: Annotated[
+        str, typer.Option("--code", help="commit: run the recorded commit's code; installed: the installed tunepipe.")
+    ] = "commit",
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the scratch worktree and run directory.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Rebuild a registered model from its lineage alone (git worktree at the recorded commit, data by its DVC md5,
+    the recorded config and seed), run validate → evaluate in a scratch directory without touching the registry,
+    and print recorded vs reproduced test metrics. Exit 2 when they differ beyond --tolerance."""
+    from pipeline_lib.commands.reproduce import reproduce as rebuild
+
+    with _user_errors():
+        cfg = _load(config, overrides)
+        result = rebuild(
+            cfg,
+            model,
+            tolerance=tolerance,
+            allow_dirty=allow_dirty,
+            code=code,  # type: ignore[arg-type]
+            keep=keep,
+            progress=lambda line: typer.echo(line, err=True),
+        ).to_dict()
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        _print_reproduction(result)
+    if not result["reproduced"]:
+        raise typer.Exit(2)
+
+
+def _print_reproduction(result: dict) -> None:
+    typer.echo(f"{result['name']} v{result['version']} rebuilt from commit {result['commit'][:12]} ({result['code']})")
+    typer.echo(f"  data: {result['data']}")
+    typer.echo(f"  {'metric':<24} {'recorded':>12} {'reproduced':>12} {'|diff|':>10}")
+    for row in result["metrics"]:
+        values = [f"{v:>12.6f}" if v is not None else f"{'-':>12}" for v in (row["recorded"], row["reproduced"])]
+        diff = f"{row['diff']:>10.2e}" if row["diff"] is not None else f"{'-':>10}"
+        typer.echo(f"  {row['metric']:<24} {values[0]} {values[1]} {diff}{'' if row['within'] else '  DIFFERS'}")
+    if result["history"]:
+        history, diff = result["history"], result["history"]["max_diff"]
+        typer.echo(
+            f"  {'training history':<24} {history['values']} values over {history['epochs']} epoch(s), "
+            f"max |diff| {'-' if diff is None else f'{diff:.2e}'}{'' if history['within'] else '  DIFFERS'}"
+        )
+    for split, row in result["splits"].items():
+        typer.echo(f"  split {split:<18} {'same md5' if row['same'] else 'md5 DIFFERS'} ({row['reproduced'][:12]})")
+    for what, sides in result["environment"].items():
+        typer.echo(f"  {what:<24} {sides['recorded']} -> {sides['reproduced']}")
+    if result["libraries"]:
+        for lib, (was, now) in result["libraries"].items():
+            typer.echo(f"  library {lib:<16} {was} -> {now}")
+    elif result["libraries_recorded"]:
+        typer.echo("  libraries: the same versions as recorded")
+    for note in result["notes"]:
+        typer.secho(f"  note: {note}", fg=typer.colors.YELLOW)
+    if result["scratch"]:
+        typer.echo(f"  kept: {result['scratch']}")
+    verdict = "REPRODUCED" if result["reproduced"] else "NOT REPRODUCED"
+    typer.secho(
+        f"{verdict} (tolerance {result['tolerance']:g}, {result['tolerance_reason']}): {result['reason']}",
+        fg=typer.colors.GREEN if result["reproduced"] else typer.colors.RED,
+    )
 
 
 @data_app.command("pull")
