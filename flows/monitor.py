@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from pipeline_lib.config import PipelineConfig, load_config
 from pipeline_lib.roots import confine
@@ -21,7 +22,7 @@ from pipeline_lib.serving.monitor import monitor as compare_with_test_split
 DEFAULT_DEPLOYMENT = "scheduled"
 
 
-@task(name="compare")
+@task(name="compare", cache_policy=NO_CACHE)
 def compare(cfg: PipelineConfig, model: str, since: str | None) -> dict[str, Any]:
     return compare_with_test_split(cfg, model, since).to_dict()
 
@@ -53,8 +54,16 @@ def monitor(
     report["retrain"] = None
     if report["drift"] and deployment:
         from prefect.deployments import run_deployment
+        from prefect.exceptions import ObjectNotFound
 
-        started = run_deployment(deployment, timeout=0, tags=["tunepipe", "monitor", "drift"])
+        try:
+            started = run_deployment(deployment, timeout=0, tags=["tunepipe", "monitor", "drift"])
+        except ObjectNotFound:
+            raise ValueError(
+                f"drift, but the retrain deployment {deployment!r} does not exist on this Prefect API: serve it "
+                "(`tunepipe schedule --name NAME`), deploy prefect.yaml, or fix retrain_deployment "
+                "(monitor.retrain_deployment)"
+            ) from None
         report["retrain"] = {"deployment": deployment, "flow_run_id": str(started.id), "flow_run_name": started.name}
         logger.info("drift: started %s (flow run %s)", deployment, started.name)
     elif report["drift"]:

@@ -169,16 +169,17 @@ def reference_predictions(cfg: PipelineConfig, client: Any, version: Any) -> tup
             f"{ref} is a {predictor.task} model: monitor compares the label mix and confidence of text "
             "classification (sequence_classification) models"
         )
-    try:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=version.run_id,
-            artifact_path=TEST_SPLIT_ARTIFACT,
-            dst_path=tempfile.mkdtemp(prefix="tunepipe-monitor-"),
-            tracking_uri=store.tracking_uri(cfg),
-        )
-    except Exception as exc:
-        raise MonitorError(f"{ref}: its run has no logged test split ({TEST_SPLIT_ARTIFACT}) to compare with") from exc
-    test = pd.read_parquet(Path(path))
+    with tempfile.TemporaryDirectory(prefix="tunepipe-monitor-") as folder:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=version.run_id,
+                artifact_path=TEST_SPLIT_ARTIFACT,
+                dst_path=folder,
+                tracking_uri=store.tracking_uri(cfg),
+            )
+        except Exception as exc:
+            raise MonitorError(f"{ref}: its run has no logged test split ({TEST_SPLIT_ARTIFACT})") from exc
+        test = pd.read_parquet(Path(path))
     texts = test["text"].astype(str).tolist()
     rows = predictor.predict(texts)
     frame = pd.DataFrame(
@@ -194,7 +195,7 @@ def reference_predictions(cfg: PipelineConfig, client: Any, version: Any) -> tup
 
 def monitor(cfg: PipelineConfig, ref: str, since: str | None = None, now: datetime | None = None) -> MonitorReport:
     """Compare the prediction log of the version `ref` names (since `since`, default `monitor.since`) with its
-    test split. Reads the registry and the log; writes nothing."""
+    test split. Reads the registry and the log; writes nothing but the local copy of the model's ONNX folder."""
     since = since if since is not None else cfg.monitor.since
     try:
         start = window_start(since, now)

@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline_lib.config import PipelineConfig, ServeConfig
+from pipeline_lib.config import ConfigError, PipelineConfig, ServeConfig
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +87,16 @@ class PredictionLog:
         self.folder = Path(folder)
         self.settings = settings
         self.flush_s = flush_s
-        self.folder.mkdir(parents=True, exist_ok=True)
         self._thread_lock = threading.Lock()
-        with self._locked():
-            self._connect(self.folder / CURRENT).close()  # fail at start-up when the folder is not writable
+        try:  # fail at start-up, not on the first request, when the folder is not writable
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with self._locked():
+                self._connect(self.folder / CURRENT).close()
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"serve.log_path: cannot write the prediction log in {self.folder} ({exc}); set serve.log_path to a "
+                "writable folder, or serve.log: false to keep no log"
+            ) from exc
         self._pending: list[tuple[Any, ...]] = []
         self._pending_lock = threading.Lock()
         self._stop = threading.Event()

@@ -104,13 +104,17 @@ def test_serve_logs_every_prediction_and_monitor_sees_no_drift_on_the_test_split
         assert f"ok     {feature}" in result.output
 
 
-def test_monitor_flow_starts_no_retrain_without_drift(project, server, windows):
+def run_monitor_flow(root: Path, since: str, retrain_deployment: str) -> dict:
     from flows.monitor import monitor as monitor_flow
 
-    root, _ = project
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        report = monitor_flow(MODEL, None, SETS, windows["matching"], "retrain/it-monitor")
+        return monitor_flow(MODEL, None, SETS, since, retrain_deployment)
+
+
+def test_monitor_flow_starts_no_retrain_without_drift(project, server, windows):
+    root, _ = project
+    report = run_monitor_flow(root, windows["matching"], "retrain/it-monitor")
     assert report["verdict"] == "no drift" and report["retrain"] is None
 
 
@@ -140,14 +144,13 @@ def test_monitor_reports_a_label_mix_shift_when_requests_are_skewed(project, ser
 def test_monitor_flow_starts_the_retrain_deployment_on_drift(project, server, windows):
     from prefect.client.orchestration import get_client
 
-    from flows.monitor import monitor as monitor_flow
     from flows.retrain import retrain
 
     root, _ = project
+    with pytest.raises(ValueError, match="the retrain deployment 'retrain/it-monitor' does not exist"):
+        run_monitor_flow(root, windows["skewed"], "retrain/it-monitor")
     deployment_id = retrain.to_deployment(name="it-monitor", parameters={"overrides": SETS}).apply()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        report = monitor_flow(MODEL, None, SETS, windows["skewed"], "retrain/it-monitor")
+    report = run_monitor_flow(root, windows["skewed"], "retrain/it-monitor")
     assert report["verdict"] == "drift" and report["retrain"]["deployment"] == "retrain/it-monitor"
     with get_client(sync_client=True) as client:
         started = client.read_flow_run(report["retrain"]["flow_run_id"])
@@ -163,6 +166,9 @@ def test_monitor_refuses_bad_input_clearly(project, server):
     result = monitor(root, "--set", "serve.log_path=elsewhere")
     assert result.exit_code == 1 and "no prediction log at" in result.output and "serve.log_path" in result.output
     assert not (root / "elsewhere").exists()
+    quiet = monitor(root, "--since", now_iso())
+    assert quiet.exit_code == 0 and "0 predictions since" in quiet.output
+    assert "verdict: not enough predictions" in quiet.output
     result = monitor(root, "--retrain-deployment", "retrain/weekly")
     assert result.exit_code == 1 and "give --cron too" in result.output
     result = monitor(root, "--cron", "every day")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_lib.config import ServeConfig, load_config
+from pipeline_lib.config import ConfigError, ServeConfig, load_config
 from pipeline_lib.serving.prediction_log import (
     CURRENT,
     PredictionLog,
@@ -85,6 +85,12 @@ def test_concurrent_writers_on_one_folder_lose_nothing(tmp_path: Path):
     for thread in threads:
         thread.join()
     assert len(read_log(tmp_path)) == 2 * 2 * 25 * 2
+
+
+def test_an_unwritable_folder_is_refused_at_start_naming_the_option(tmp_path: Path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match=r"serve\.log_path: cannot write the prediction log in .*serve\.log: false"):
+        PredictionLog(tmp_path / "file" / "log", ServeConfig())
 
 
 def test_folder_defaults_under_the_store_and_follows_log_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
