@@ -54,11 +54,13 @@ def _load(config: Path | None, overrides: list[str] | None) -> PipelineConfig:
 def _user_errors() -> Iterator[None]:
     """Expected failures (bad config, bad data, unknown model) print their message and exit 1."""
     from pipeline_lib.commands.data_add import DatasetError
+    from pipeline_lib.commands.reproduce import ReproduceError
     from pipeline_lib.data.failures import DataValidationError
     from pipeline_lib.data.readers import DataFormatError
     from pipeline_lib.data.versions import DataUnavailableError
     from pipeline_lib.registry.errors import RegistryError
     from pipeline_lib.registry.promotion import PromotionError
+    from pipeline_lib.serving.monitor import MonitorError
     from pipeline_lib.training.modeling import ModelSourceError
 
     expected = (
@@ -70,6 +72,8 @@ def _user_errors() -> Iterator[None]:
         PromotionError,
         DataUnavailableError,
         DatasetError,
+        MonitorError,
+        ReproduceError,
         FileNotFoundError,
     )
     try:
@@ -186,6 +190,8 @@ def lineage(
     typer.echo(f"  data {info['data']['path']} md5={info['data']['md5']} splits={info['data']['splits']}")
     typer.echo("  metrics " + " ".join(f"{k}={v:.4f}" for k, v in sorted(info["metrics"].items()) if "." not in k))
     typer.echo(f"  trained with {info['precision']} on {info['device']} ({info['capability']})")
+    if info.get("libraries"):
+        typer.echo("  libraries " + " ".join(f"{name}={v}" for name, v in info["libraries"].items()))
     if info.get("runtime"):
         typer.echo(f"  serving runtime: {info['runtime']['chosen']} (chosen by measurement)")
         for row in [*info["runtime"]["candidates"], *info["runtime"]["references"]]:
@@ -318,6 +324,145 @@ def schedule(
 
     path = _config_path(config)
     serve(cron, str(path) if path else None, overrides or [], name=name)
+
+
+@app.command()
+def monitor(
+    model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSION (the served model).")],
+    since: Annotated[
+        str | None, typer.Option("--since", help="Window start: 24h, 7d, 30m or an ISO time (default: monitor.since).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    cron: Annotated[
+        str | None, typer.Option("--cron", help="Instead, serve the monitor flow on this cron schedule (foreground).")
+    ] = None,
+    retrain_deployment: Annotated[
+        str | None,
+        typer.Option("--retrain-deployment", help="With --cron: on drift, run FLOW/NAME (monitor.retrain_deployment)."),
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="With --cron: deployment name, monitor/NAME.")] = "scheduled",
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Compare the served model's logged predictions with its test split: label mix, confidence, text length and
+    the share of low-confidence predictions. Exit 2 on drift (0: no drift, or too few predictions to say)."""
+    from flows.schedule import check_cron
+
+    with _user_errors():
+        cfg = _load(config, overrides)
+        if cron is not None:
+            check_cron(cron)
+        elif retrain_deployment is not None:
+            raise ConfigError("--retrain-deployment is for the scheduled flow: give --cron too")
+        else:
+            from pipeline_lib.serving.monitor import monitor as check
+
+            report = check(cfg, model, since).to_dict()
+    if cron is not None:
+        from flows.monitor import serve as serve_monitor
+
+        path = _config_path(config)
+        serve_monitor(model, cron, str(path) if path else None, overrides or [], since, retrain_deployment, name)
+        return
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _print_monitor(report)
+    if report["drift"]:
+        raise typer.Exit(2)
+
+
+def _print_monitor(report: dict) -> None:
+    typer.echo(
+        f"{report['name']} v{report['version']}: {report['live']} predictions since {report['since']} "
+        f"(log {report['log']}) vs {report['reference']} test sentences"
+    )
+    if report["other_versions"]:
+        typer.echo(f"  ({report['other_versions']} predictions of other versions in the window not compared)")
+    for check in report["checks"]:
+        typer.echo(
+            f"  {'DRIFT' if check['drift'] else 'ok   '}  {check['feature']:<15} {check['test']:<20} "
+            f"p={check['p_value']:.2g} effect={check['effect']:.3f} (threshold {check['threshold']:g})  "
+            f"{check['detail']}"
+        )
+    colour = {"drift": typer.colors.RED, "no drift": typer.colors.GREEN}.get(report["verdict"], typer.colors.YELLOW)
+    typer.secho(f"verdict: {report['verdict']}", fg=colour)
+
+
+@app.command()
+def reproduce(
+    model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSION")],
+    tolerance: Annotated[
+        float | None,
+        typer.Option("--tolerance", help="Largest |recorded - reproduced| of a metric (default: 0 on CPU, 0.01 GPU)."),
+    ] = None,
+    allow_dirty: Annotated[
+        bool, typer.Option("--allow-dirty", help="Rebuild from the commit even if it was registered from a dirty tree.")
+    ] = False,
+    code: Annotated[
+        str, typer.Option("--code", help="commit: run the recorded commit's code; installed: the installed tunepipe.")
+    ] = "commit",
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the scratch worktree and run directory.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Rebuild a registered model from its lineage alone (git worktree at the recorded commit, data by its DVC md5,
+    the recorded config and seed), run validate → evaluate in a scratch directory without touching the registry,
+    and print recorded vs reproduced test metrics. Exit 2 when they differ beyond --tolerance."""
+    from pipeline_lib.commands.reproduce import reproduce as rebuild
+
+    with _user_errors():
+        cfg = _load(config, overrides)
+        result = rebuild(
+            cfg,
+            model,
+            tolerance=tolerance,
+            allow_dirty=allow_dirty,
+            code=code,  # type: ignore[arg-type]
+            keep=keep,
+            progress=lambda line: typer.echo(line, err=True),
+        ).to_dict()
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        _print_reproduction(result)
+    if not result["reproduced"]:
+        raise typer.Exit(2)
+
+
+def _print_reproduction(result: dict) -> None:
+    typer.echo(f"{result['name']} v{result['version']} rebuilt from commit {result['commit'][:12]} ({result['code']})")
+    typer.echo(f"  data: {result['data']}")
+    typer.echo(f"  {'metric':<24} {'recorded':>12} {'reproduced':>12} {'|diff|':>10}")
+    for row in result["metrics"]:
+        values = [f"{v:>12.6f}" if v is not None else f"{'-':>12}" for v in (row["recorded"], row["reproduced"])]
+        diff = f"{row['diff']:>10.2e}" if row["diff"] is not None else f"{'-':>10}"
+        typer.echo(f"  {row['metric']:<24} {values[0]} {values[1]} {diff}{'' if row['within'] else '  DIFFERS'}")
+    if result["history"]:
+        history, diff = result["history"], result["history"]["max_diff"]
+        typer.echo(
+            f"  {'training history':<24} {history['values']} values over {history['epochs']} epoch(s), "
+            f"max |diff| {'-' if diff is None else f'{diff:.2e}'}{'' if history['within'] else '  DIFFERS'}"
+        )
+    for split, row in result["splits"].items():
+        typer.echo(f"  split {split:<18} {'same md5' if row['same'] else 'md5 DIFFERS'} ({row['reproduced'][:12]})")
+    for what, sides in result["environment"].items():
+        typer.echo(f"  {what:<24} {sides['recorded']} -> {sides['reproduced']}")
+    if result["libraries"]:
+        for lib, (was, now) in result["libraries"].items():
+            typer.echo(f"  library {lib:<16} {was} -> {now}")
+    elif result["libraries_recorded"]:
+        typer.echo("  libraries: the same versions as recorded")
+    for note in result["notes"]:
+        typer.secho(f"  note: {note}", fg=typer.colors.YELLOW)
+    if result["scratch"]:
+        typer.echo(f"  kept: {result['scratch']}")
+    verdict = "REPRODUCED" if result["reproduced"] else "NOT REPRODUCED"
+    typer.secho(
+        f"{verdict} (tolerance {result['tolerance']:g}, {result['tolerance_reason']}): {result['reason']}",
+        fg=typer.colors.GREEN if result["reproduced"] else typer.colors.RED,
+    )
 
 
 @data_app.command("pull")

@@ -13,10 +13,10 @@ Layers, each importing only the ones above it:
 - `report/`: the model card and the HTML report.
 - `registry/`: the MLflow store, registration with its journal, lineage, the ledger and alias moves.
 - `gates/`: the checks a challenger must pass, against the champion re-scored on the same data.
-- `serving/`: `tunepipe serve`, the HTTP app over a registered model.
+- `serving/`: `tunepipe serve`, the HTTP app over a registered model, its prediction log, and `tunepipe monitor`.
 - `steps/`: the pipeline's steps, one module each (decide, validate, tokenize, train, evaluate, export, gate,
   register), and their content-hash cache.
-- `commands/`: what the CLI offers around the flow (promote, data add), composed of the packages above.
+- `commands/`: what the CLI offers around the flow (promote, data add, reproduce), composed of the packages above.
 """
 
 import logging

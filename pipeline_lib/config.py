@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -285,6 +287,68 @@ TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+class ServeConfig(_Section):
+    """`tunepipe serve`'s prediction log: one record per prediction (time, model version, text hash and length,
+    label, top probability), in SQLite files under `log_path` that rotate at `log_rotate_mb`."""
+
+    log: bool = True  # false: keep no prediction log
+    log_path: str | None = None  # a folder; None: `<paths.store>/predictions`
+    log_texts: bool = False  # also keep each raw text (off: only its SHA-256 and length)
+    log_rotate_mb: float = Field(64.0, gt=0)  # start a new file once the current one reaches this size
+    log_keep: int = Field(10, ge=1)  # rotated files kept besides the current one (oldest deleted first)
+
+
+class MonitorConfig(_Section):
+    """`tunepipe monitor`: live predictions against the champion's test split. A feature drifts when its test says
+    the difference is significant (p < `p_value`) and large (at least its threshold)."""
+
+    since: str = "7d"  # the window compared: a duration (30m, 24h, 7d, 2w) or an ISO time
+    min_predictions: int = Field(50, ge=1)  # fewer logged predictions in the window: no verdict
+    p_value: float = Field(0.01, gt=0, lt=1)
+    max_label_shift: float = Field(0.15, gt=0, le=1)  # largest change of one label's share (chi-square test)
+    max_confidence_ks: float = Field(0.2, gt=0, le=1)  # top probability, two-sample KS statistic
+    max_length_ks: float = Field(0.2, gt=0, le=1)  # text length in characters, two-sample KS statistic
+    low_confidence: float = Field(0.5, gt=0, lt=1)  # a prediction below this top probability is low-confidence
+    max_low_confidence_increase: float = Field(0.1, gt=0, le=1)  # rise of the low-confidence share (Fisher test)
+    retrain_deployment: str | None = None  # the `monitor` flow triggers this deployment on drift, e.g. retrain/weekly
+
+    @field_validator("since")
+    @classmethod
+    def _since_parses(cls, since: str) -> str:
+        window_start(since)  # raises ValueError naming the accepted forms
+        return since
+
+    @field_validator("retrain_deployment")
+    @classmethod
+    def _deployment_named(cls, name: str | None) -> str | None:
+        if name is not None and (name.count("/") != 1 or not all(name.split("/"))):
+            raise ValueError("expected FLOW/DEPLOYMENT, e.g. retrain/weekly")
+        return name
+
+
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def window_start(since: str, now: datetime | None = None) -> datetime:
+    """The UTC start of a monitoring window: `since` is a duration back from `now` (`90s`, `30m`, `24h`, `7d`,
+    `2w`) or an ISO time (`2025-01-31`, `2025-01-31T12:00`, UTC unless it names its zone)."""
+    now = now or datetime.now(timezone.utc)
+    text = since.strip()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text)
+    if match:
+        return now - timedelta(seconds=float(match.group(1)) * _DURATION[match.group(2)])
+    try:
+        start = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{since!r} is neither a duration (90s, 30m, 24h, 7d, 2w) nor an ISO time (2025-01-31T12:00)"
+        ) from None
+    start = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
+    if start > now:
+        raise ValueError(f"{since!r} lies in the future (now is {now.isoformat(timespec='seconds')})")
+    return start
+
+
 class PipelineConfig(_Section):
     """The whole pipeline configuration."""
 
@@ -297,6 +361,8 @@ class PipelineConfig(_Section):
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -317,10 +383,13 @@ class PipelineConfig(_Section):
         return self
 
     def config_hash(self) -> str:
-        """A stable content hash of what shapes the model: everything but where things are stored."""
+        """A stable content hash of what shapes the model: everything but where things are stored, what the
+        validate step inferred, what the pipeline shows, and how the served model is logged and monitored."""
         unhashed = {
             "paths": True,
             "output": True,
+            "serve": True,
+            "monitor": True,
             "registry": set(RegistryConfig.UNHASHED),
             "data": {"inferred_labels"},
         }

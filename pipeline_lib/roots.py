@@ -4,9 +4,9 @@ A config (YAML file, `--set` overrides, a deployment's parameters) decides what 
 runs once, after loading and before anything is read or written, and refuses any path that resolves (`..`,
 absolute paths and symlinks followed) outside `paths.read_roots` for what is read (`data.path`, `data.files`,
 a local `model.name` folder) or outside `paths.write_roots` for what is written (`paths.artifacts`,
-`paths.store`, a local `registry.tracking_uri`); what may be written may also be read. Paths and roots are
-relative to the working directory, as the pipeline opens them. Reaching outside needs the root listed in the
-config, one reviewable line, instead of any path-like field going anywhere.
+`paths.store`, a local `registry.tracking_uri`, `serve.log_path`); what may be written may also be read. Paths and
+roots are relative to the working directory, as the pipeline opens them. Reaching outside needs the root listed in
+the config, one reviewable line, instead of any path-like field going anywhere.
 
 Not checked, by design: hub ids such as `bert-base-cased` and remote tracking URIs (they are not paths);
 `model.name: default` and model folders inside the installed Python packages (site-packages), which belong to
@@ -125,6 +125,8 @@ def config_paths(cfg: PipelineConfig, base: Path | None = None) -> list[PathUse]
     store = local_store(cfg.registry.tracking_uri) if cfg.registry.tracking_uri else None
     if store is not None:
         uses.append(PathUse("registry.tracking_uri", resolve(store, base), "write"))
+    if cfg.serve.log_path is not None:
+        uses.append(PathUse("serve.log_path", resolve(cfg.serve.log_path, base), "write"))
     return uses
 
 

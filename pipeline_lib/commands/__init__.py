@@ -1,2 +1,3 @@
 """Operations the CLI offers around the flow, each composed of the packages below it: `promote` (re-gate a
-registered version, then move the champion) and `data_add` (validate new rows, then make a new DVC version)."""
+registered version, then move the champion), `data_add` (validate new rows, then make a new DVC version) and
+`reproduce` (rebuild a registered version from its lineage in a scratch git worktree and compare its metrics)."""

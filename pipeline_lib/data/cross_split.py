@@ -12,10 +12,10 @@ from pipeline_lib.data.keys import text_key
 from pipeline_lib.layout import SPLITS
 
 
-def empty_splits(splits: dict[str, pd.DataFrame], path: str, hint: str) -> list[ValidationFailure]:
-    """One `split_not_empty` failure per split without rows (`hint`: what to check)."""
+def empty_splits(splits: dict[str, pd.DataFrame], path: str, hint: str, unit: str = "rows") -> list[ValidationFailure]:
+    """One `split_not_empty` failure per split without rows (`unit`: rows or sentences; `hint`: what to check)."""
     return [
-        ValidationFailure(path, None, split, "split_not_empty", f"no rows; expected at least one ({hint})", split)
+        ValidationFailure(path, None, split, "split_not_empty", f"no {unit}; expected at least one ({hint})", split)
         for split in SPLITS
         if splits[split].empty
     ]

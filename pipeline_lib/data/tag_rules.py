@@ -98,7 +98,7 @@ def check_tagged_splits(
 
 def tag_coverage(splits: dict[str, pd.DataFrame], data: DataConfig) -> list[ValidationFailure]:
     """Every split has sentences; every entity type of `data.labels` starts at least one entity in train."""
-    failures = empty_splits(splits, data.path, "check data.files or the split column")
+    failures = empty_splits(splits, data.path, "check data.files or the split column", "sentences")
     present = {tag[2:] for tags in splits["train"]["tags"] for tag in tags if tag.startswith("B-")}
     for kind in entity_types(data.label_names):
         if kind not in present:

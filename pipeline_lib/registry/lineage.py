@@ -12,6 +12,7 @@ from pipeline_lib.data.keys import KEY_VERSION, text_digests
 from pipeline_lib.data.versions import data_fingerprint, git_state
 from pipeline_lib.layout import RunDir, read_json
 from pipeline_lib.registry import store
+from pipeline_lib.registry.libraries import recorded_libraries
 
 
 def lineage_tags(cfg: PipelineConfig, run: RunDir, gates: dict[str, Any]) -> dict[str, str]:
@@ -89,6 +90,7 @@ def lineage(cfg: PipelineConfig, ref: str) -> dict[str, Any]:
             for key, value in mlrun.data.params.items()
             if key.startswith("resolved.")
         },
+        "libraries": recorded_libraries(mlrun.data.params),
     }
 
 

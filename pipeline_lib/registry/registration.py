@@ -17,6 +17,7 @@ from pipeline_lib.config import PipelineConfig
 from pipeline_lib.layout import RunDir, read_json
 from pipeline_lib.registry import promotion, store
 from pipeline_lib.registry.journal import STATUS_TAG, Journal, settle, sweep
+from pipeline_lib.registry.libraries import library_params
 from pipeline_lib.registry.lineage import seen_keys
 from pipeline_lib.registry.retries import is_unreachable
 from pipeline_lib.report.build import write_reports
@@ -71,7 +72,7 @@ def _log_run(client: Any, cfg: PipelineConfig, run: RunDir, run_id: str) -> str:
         "resolved.cpu_bf16_flags": ",".join(capability.get("cpu_flags", [])) or "-",
         "resolved.world_size": train_summary.get("world_size", 1),
         "resolved.trainable": (train_summary.get("trainable") or {}).get("strategy", "none"),
-    }
+    } | library_params()  # what `tunepipe reproduce` compares with its own environment
     now = int(time.time() * 1000)
     steps = [
         (round(row["epoch"] * 1000), {k: v for k, v in row.items() if k != "epoch"})

@@ -1,12 +1,15 @@
 """`tunepipe serve`: an HTTP endpoint (FastAPI + uvicorn) for a registered model reference such as
 `financial-sentiment@champion`. The alias is re-resolved at most every `refresh_s` seconds on request, so a
-promotion or rollback is served without a restart; while a new version loads, the old one keeps answering."""
+promotion or rollback is served without a restart; while a new version loads, the old one keeps answering. Every
+prediction is appended to the prediction log (`serving.prediction_log`) that `tunepipe monitor` reads."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +18,10 @@ from pydantic import BaseModel, Field
 from pipeline_lib.config import PipelineConfig
 from pipeline_lib.registry import store
 from pipeline_lib.runtime.predictor import OnnxPredictor
+from pipeline_lib.serving.prediction_log import PredictionLog
 
 log = logging.getLogger(__name__)
+LOG_FLUSH_S = 0.5  # the prediction log is written this often, off the request path
 
 
 class PredictRequest(BaseModel):
@@ -69,11 +74,20 @@ class ModelWatcher:
         return self.loaded
 
 
-def create_app(watcher: ModelWatcher) -> Any:
-    """The FastAPI app: POST /predict, GET /health, GET /version."""
+def create_app(watcher: ModelWatcher, prediction_log: PredictionLog | None = None) -> Any:
+    """The FastAPI app: POST /predict, GET /health, GET /version. Predictions are logged to `prediction_log`
+    (default: the one `serve:` configures; none with `serve.log: false`)."""
     from fastapi import FastAPI, HTTPException
 
-    app = FastAPI(title="tunepipe", description=f"Predictions from {watcher.ref}")
+    predictions_log = prediction_log or PredictionLog.for_config(watcher.cfg, flush_s=LOG_FLUSH_S)
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        if predictions_log is not None:  # on shutdown, write what is queued
+            predictions_log.close()
+
+    app = FastAPI(title="tunepipe", description=f"Predictions from {watcher.ref}", lifespan=lifespan)
 
     def describe(model: Loaded) -> dict[str, Any]:
         return {"model": str(watcher.ref), "name": model.name, "version": model.version, "run_id": model.run_id}
@@ -85,11 +99,14 @@ def create_app(watcher: ModelWatcher) -> Any:
             rows = model.predictor.predict(request.texts)
         except (TypeError, ValueError) as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from exc
+        if predictions_log is not None:
+            predictions_log.append(model.name, model.version, request.texts, rows)
         return {**describe(model), "predictions": [{k: v for k, v in r.items() if k != "text"} for r in rows]}
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", **describe(watcher.loaded)}
+        folder = str(predictions_log.folder) if predictions_log is not None else None
+        return {"status": "ok", **describe(watcher.loaded), "prediction_log": folder}
 
     @app.get("/version")
     def version() -> dict[str, Any]:

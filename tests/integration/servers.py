@@ -3,6 +3,7 @@ process group, waited on until healthy, and always stopped (the group, by its id
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import signal
@@ -10,12 +11,15 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 BIN = str(Path(sys.executable).parent)
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -127,3 +131,36 @@ def mlflow_server(root: Path, log: Path) -> Iterator[str]:
     port = free_port()
     with mlflow_process(root, log, port):
         yield f"http://127.0.0.1:{port}"
+
+
+def call(url: str, payload: dict | None = None) -> tuple[int, dict]:
+    """GET `url` (or POST `payload` as JSON); the status and the JSON body, errors included."""
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+@contextmanager
+def tunepipe_serve(cwd: Path, model: str, options: list[str], log: Path) -> Iterator[str]:
+    """`tunepipe serve --model MODEL` (this checkout's code) on a free port in `cwd`; yields its base URL."""
+    port = free_port()
+    args = [sys.executable, "-m", "flows.cli", "serve", "--model", model, "--port", str(port), *options]
+    with child(args, log, child_env(PYTHONPATH=str(REPO)), cwd=cwd) as proc:
+        base = f"http://127.0.0.1:{port}"
+        wait_healthy(f"{base}/health", proc, log, timeout=120)
+        yield base
+
+
+def wait_for_log(folder: Path, done: Callable[[Any], bool], timeout: float = 20) -> Any:
+    """The prediction log under `folder` once `done(log)` holds (a server writes it every half second)."""
+    from pipeline_lib.serving.prediction_log import read_log
+
+    deadline = time.monotonic() + timeout
+    while not done(log := read_log(folder)):
+        assert time.monotonic() < deadline, f"the prediction log never got there: {len(log)} records"
+        time.sleep(0.3)
+    return log

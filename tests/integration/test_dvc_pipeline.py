@@ -17,7 +17,8 @@ from pipeline_lib.config import load_config
 from pipeline_lib.data.versions import SEED_DATASET, dvc_pointer_md5
 
 from .conftest import FAST_RUN
-from .projects import dvc, env, git_dvc_project
+from .repos import dvc, git_dvc_project
+from .servers import child_env
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ def ran(output: str) -> list[str]:
 
 def lineage(project: Path, ref: str) -> dict:
     args = ["tunepipe", "lineage", ref, "--json", "--config", "params.yaml"]
-    done = subprocess.run(args, cwd=project, env=env(), capture_output=True, text=True, check=True)
+    done = subprocess.run(args, cwd=project, env=child_env(), capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
 
 
@@ -53,7 +54,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params = load_config(REPO / "configs" / "default.yaml", FAST_RUN)
     (root / "params.yaml").write_text(params.to_yaml())
     sample = pd.read_csv(SEED_DATASET).groupby("label", group_keys=False).head(30)
-    return git_dvc_project(root, {DATA: sample}, ignore=".tunepipe/\n")
+    return git_dvc_project(root, DATA, sample, ignore=".tunepipe/\n")
 
 
 @pytest.fixture(scope="module")

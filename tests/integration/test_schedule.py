@@ -20,6 +20,7 @@ from pipeline_lib.data.versions import SEED_DATASET, file_md5
 from pipeline_lib.registry import store
 
 from .conftest import FAST_RUN
+from .repos import sh, versioned_project
 from .servers import BIN, child, child_env, prefect_server
 
 pytestmark = pytest.mark.integration
@@ -29,12 +30,6 @@ DEPLOYMENT = "retrain/it-weekly"
 SETS = ["data.path=data/sample.csv", *FAST_RUN]
 
 
-def sh(cwd: Path, *args: str) -> str:
-    done = subprocess.run(args, cwd=cwd, env=child_env(), capture_output=True, text=True)
-    assert done.returncode == 0, f"{' '.join(args)}:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git + DVC project whose dataset `sample` (30 rows per label) is versioned with a local remote."""
@@ -42,15 +37,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "data").mkdir()
     pd.read_csv(SEED_DATASET).groupby("label", group_keys=False).head(30).to_csv(root / "data/sample.csv", index=False)
     (root / ".gitignore").write_text(".tunepipe/\nartifacts/\n")
-    sh(root, "git", "init", "-q")
-    sh(root, "git", "config", "user.email", "t@example.com")
-    sh(root, "git", "config", "user.name", "t")
-    sh(root, f"{BIN}/dvc", "init", "-q")
-    sh(root, f"{BIN}/dvc", "remote", "add", "-d", "local", str(root.parent / f"{root.name}-remote"))
-    sh(root, f"{BIN}/dvc", "add", "-q", "data/sample.csv")
-    sh(root, f"{BIN}/dvc", "push", "-q")
-    sh(root, "git", "add", "-A")
-    sh(root, "git", "commit", "-qm", "project")
+    versioned_project(root, "data/sample.csv")
     return root
 
 
@@ -170,15 +157,7 @@ def team_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sample = pd.read_csv(SEED_DATASET).groupby("label", group_keys=False).head(30)
     sample.to_csv(root / "data/financial_sentiment.csv", index=False)
     (root / ".gitignore").write_text(".tunepipe/\nartifacts/\n")
-    sh(root, "git", "init", "-q", "-b", "main")
-    sh(root, "git", "config", "user.email", "t@example.com")
-    sh(root, "git", "config", "user.name", "t")
-    sh(root, f"{BIN}/dvc", "init", "-q")
-    sh(root, f"{BIN}/dvc", "remote", "add", "-d", "team", str(root.parent / f"{root.name}-remote"))
-    sh(root, f"{BIN}/dvc", "add", "-q", "data/financial_sentiment.csv")
-    sh(root, f"{BIN}/dvc", "push", "-q")
-    sh(root, "git", "add", "-A")
-    sh(root, "git", "commit", "-qm", "team repository")
+    versioned_project(root, "data/financial_sentiment.csv", "team", "-b", "main")
     return root
 
 

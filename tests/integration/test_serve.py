@@ -3,14 +3,7 @@ without a restart."""
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,26 +15,11 @@ from pipeline_lib.layout import new_run
 from pipeline_lib.steps import STEPS, run_step
 
 from .conftest import cli_sets, overrides
+from .servers import call, tunepipe_serve, wait_for_log
 
 pytestmark = pytest.mark.integration
 NAME = "financial-sentiment"
 runner = CliRunner()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def call(url: str, payload: dict | None = None) -> tuple[int, dict]:
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
 
 
 @pytest.fixture(scope="module")
@@ -58,29 +36,9 @@ def two_versions(workspace: Path) -> None:
 
 @pytest.fixture
 def server(two_versions, in_workspace: Path):
-    port = free_port()
-    cmd = [sys.executable, "-m", "flows.cli", "serve", "--model", f"{NAME}@champion", "--port", str(port)]
-    proc = subprocess.Popen(
-        [*cmd, "--refresh", "0.5", *cli_sets()],
-        cwd=in_workspace,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        assert proc.poll() is None, f"server exited: {proc.stdout.read()}"
-        assert time.monotonic() < deadline, "server did not come up in 120 s"
-        try:
-            if call(f"{base}/health")[0] == 200:
-                break
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.3)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=30)
+    log = in_workspace.parent / f"{in_workspace.name}-serve.log"
+    with tunepipe_serve(in_workspace, f"{NAME}@champion", ["--refresh", "0.5", *cli_sets()], log) as base:
+        yield base
 
 
 def test_serve_predicts_and_follows_the_champion(server: str, in_workspace: Path):
@@ -103,6 +61,7 @@ def test_serve_predicts_and_follows_the_champion(server: str, in_workspace: Path
         time.sleep(0.5)
     status, body = call(f"{server}/predict", {"texts": texts})
     assert status == 200 and body["version"] == "2"
+    wait_for_log(in_workspace / ".tunepipe" / "predictions", lambda log: set(log["version"]) == {"1", "2"})
 
 
 def test_serve_unknown_model_fails_at_start(two_versions, in_workspace: Path):

@@ -20,7 +20,7 @@ from pipeline_lib.layout import RunDir
 from pipeline_lib.registry import ledger, store
 
 from .conftest import FAST_RUN
-from .projects import git_dvc_project
+from .repos import git_dvc_project
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -48,7 +48,8 @@ def champion_figures(outcome: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = git_dvc_project(tmp_path_factory.mktemp("stable") / "project", {DATA: pd.read_csv(SEED_DATASET)})
+    root = tmp_path_factory.mktemp("stable")
+    git_dvc_project(root, DATA, pd.read_csv(SEED_DATASET))
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / '.tunepipe' / 'mlflow.db'}")

@@ -65,3 +65,30 @@ def test_config_hash_ignores_where_things_are_stored():
     a = load_config(None)
     b = load_config(None, ["paths.store=/elsewhere", "paths.artifacts=/tmp/x", "registry.tracking_uri=http://h:5000"])
     assert a.config_hash() == b.config_hash()
+
+
+def test_monitor_window_is_a_duration_or_an_iso_time():
+    from datetime import datetime, timedelta, timezone
+
+    from pipeline_lib.config import window_start
+
+    now = datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc)
+    assert window_start("24h", now) == now - timedelta(days=1)
+    assert window_start("90s", now) == now - timedelta(seconds=90)
+    assert window_start("2w", now) == now - timedelta(weeks=2)
+    assert window_start("2025-03-01", now) == datetime(2025, 3, 1, tzinfo=timezone.utc)
+    assert window_start("2025-03-01T08:00+02:00", now) == datetime(2025, 3, 1, 6, tzinfo=timezone.utc)
+    with pytest.raises(ValueError, match=r"neither a duration \(90s, 30m, 24h, 7d, 2w\) nor an ISO time"):
+        window_start("last week", now)
+    with pytest.raises(ValueError, match="lies in the future"):
+        window_start("2025-04-01", now)
+    with pytest.raises(ConfigError, match=r"monitor\.since"):
+        load_config(None, ["monitor.since=yesterday"])
+    with pytest.raises(ConfigError, match=r"monitor\.retrain_deployment: .*FLOW/DEPLOYMENT"):
+        load_config(None, ["monitor.retrain_deployment=weekly"])
+
+
+def test_config_hash_ignores_how_the_served_model_is_logged_and_monitored():
+    a = load_config(None)
+    b = load_config(None, ["serve.log_texts=true", "serve.log_path=logs", "monitor.p_value=0.05"])
+    assert a.config_hash() == b.config_hash()

@@ -86,6 +86,13 @@ def test_local_tracking_uris_are_write_paths_remote_ones_are_not(workspace: Path
     assert f"registry.tracking_uri: {workspace.parent / 'outside' / 'mlflow.db'} is outside" in message
 
 
+def test_prediction_log_path_is_a_write_path(workspace: Path):
+    confine(load_config(None, ["serve.log_path=logs/predictions"]))
+    message = refused("serve.log_path=../outside/predictions")
+    outside = workspace.parent / "outside" / "predictions"
+    assert f"serve.log_path: {outside} is outside the roots allowed for writing" in message
+
+
 def test_declared_roots_widen_reading_but_a_read_root_grants_no_writing(workspace: Path):
     confine(load_config(None, ["data.path=../outside/secret.csv", "paths.read_roots=[., ../outside]"]))
     message = refused("paths.artifacts=../outside/art", "paths.read_roots=[., ../outside]")
