@@ -50,35 +50,37 @@ def _load(config: Path | None, overrides: list[str] | None) -> PipelineConfig:
     return cfg
 
 
+# Expected failures, by module and class: imported only once one is raised, so that a light command (`predict`)
+# never pays for the modules that define the others.
+USER_ERRORS = (
+    ("pipeline_lib.config", "ConfigError"),
+    ("pipeline_lib.data.readers", "DataFormatError"),
+    ("pipeline_lib.data.failures", "DataValidationError"),
+    ("pipeline_lib.data.versions", "DataUnavailableError"),
+    ("pipeline_lib.training.modeling", "ModelSourceError"),
+    ("pipeline_lib.registry.errors", "RegistryError"),
+    ("pipeline_lib.registry.promotion", "PromotionError"),
+    ("pipeline_lib.commands.data_add", "DatasetError"),
+    ("builtins", "FileNotFoundError"),
+)
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    for module, name in USER_ERRORS:
+        loaded = sys.modules.get(module)  # an error of a module that was never imported cannot have been raised
+        if loaded is not None and isinstance(exc, getattr(loaded, name)):
+            return True
+    return False
+
+
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Expected failures (bad config, bad data, unknown model) print their message and exit 1."""
-    from pipeline_lib.commands.data_add import DatasetError
-    from pipeline_lib.commands.reproduce import ReproduceError
-    from pipeline_lib.data.failures import DataValidationError
-    from pipeline_lib.data.readers import DataFormatError
-    from pipeline_lib.data.versions import DataUnavailableError
-    from pipeline_lib.registry.errors import RegistryError
-    from pipeline_lib.registry.promotion import PromotionError
-    from pipeline_lib.serving.monitor import MonitorError
-    from pipeline_lib.training.modeling import ModelSourceError
-
-    expected = (
-        ConfigError,
-        DataFormatError,
-        DataValidationError,
-        ModelSourceError,
-        RegistryError,
-        PromotionError,
-        DataUnavailableError,
-        DatasetError,
-        MonitorError,
-        ReproduceError,
-        FileNotFoundError,
-    )
     try:
         yield
-    except expected as exc:
+    except Exception as exc:
+        if not _is_user_error(exc):
+            raise
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
 
@@ -156,18 +158,18 @@ def predict(
     config: ConfigOpt = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Predict with a registered model's ONNX graph (onnxruntime); one JSON line per text."""
-    from pipeline_lib.registry import store
+    """Predict with a registered model's ONNX graph (onnxruntime); one JSON line per text. A verified local copy of
+    the version is used when there is one (resolved without MLflow), else it is downloaded once."""
+    from pipeline_lib.registry.fast_lookup import local_model
     from pipeline_lib.runtime.predictor import OnnxPredictor
 
     with _user_errors():
-        cfg = _load(config, overrides)
-        client = store.connect(cfg)
-        version = store.resolve(client, store.ModelRef.parse(model))
-        predictor = OnnxPredictor.from_dir(store.onnx_dir_for(cfg, client, version.name, version.version))
+        found = local_model(_load(config, overrides), model)
+        predictor = OnnxPredictor.from_dir(found.folder)
+        name = f"{found.registered.name}/{found.registered.version}"
+        runtime = predictor.meta.get("runtime", "onnxruntime-fp32")
         for row in predictor.predict(texts):
-            runtime = predictor.meta.get("runtime", "onnxruntime-fp32")
-            typer.echo(json.dumps({**row, "model": f"{version.name}/{version.version}", "runtime": runtime}))
+            typer.echo(json.dumps({**row, "model": name, "runtime": runtime}))
 
 
 @app.command()

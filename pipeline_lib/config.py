@@ -229,6 +229,7 @@ class ExportConfig(_Section):
     runtime_min_agreement: float = Field(0.95, ge=0, le=1)  # served labels agree with fp32 this often (= int8 gate)
     runtime_timing_sentences: int = Field(64, ge=4)  # real test sentences timed at batch 1
     calibration_sentences: int = Field(256, ge=0)  # training sentences that calibrate static int8; 0: none
+    time_references: bool = False  # also time PyTorch fp32 (and bf16 on bf16 hardware) beside the candidates
 
 
 class RegistryConfig(_Section):
@@ -265,8 +266,16 @@ class PathsConfig(_Section):
 
     artifacts: str = "artifacts"
     store: str = ".tunepipe"
+    # content-addressed step outputs (tokenized data, trained models, runtime choices); None: `<store>/cache`. Runs
+    # with the same inputs may share one (a team's shared disk, or a test session)
+    cache: str | None = None
     read_roots: list[str] = Field(default_factory=lambda: ["."])
     write_roots: list[str] = Field(default_factory=lambda: ["."])
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where content-addressed step outputs live (absolute)."""
+        return (Path(self.cache) if self.cache else Path(self.store) / "cache").resolve()
 
 
 class OutputConfig(_Section):

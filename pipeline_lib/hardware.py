@@ -40,6 +40,18 @@ def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, ...]:
     return tuple(flag for flag in BF16_CPU_FLAGS if flag in flags)
 
 
+def machine_signature(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """What timings depend on: the CPU model, its bf16 flags and the usable cores (for cache keys of measurements)."""
+    import platform
+
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        text = ""
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    return f"{model or platform.processor() or platform.machine()}|{','.join(cpu_bf16_flags(cpuinfo))}|{usable_cores()}"
+
+
 def detect(force_cpu: bool = False) -> Capability:
     """Probe the accelerator (CUDA first) or the CPU."""
     import torch

@@ -122,6 +122,8 @@ def config_paths(cfg: PipelineConfig, base: Path | None = None) -> list[PathUse]
         PathUse("paths.artifacts", resolve(cfg.paths.artifacts, base), "write"),
         PathUse("paths.store", resolve(cfg.paths.store, base), "write"),
     ]
+    if cfg.paths.cache:
+        uses.append(PathUse("paths.cache", resolve(cfg.paths.cache, base), "write"))
     store = local_store(cfg.registry.tracking_uri) if cfg.registry.tracking_uri else None
     if store is not None:
         uses.append(PathUse("registry.tracking_uri", resolve(store, base), "write"))

@@ -8,7 +8,6 @@ into this run's directory, so the next step finds its files either way. Gate and
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -106,7 +105,7 @@ def cached(name: str, cfg: PipelineConfig, run: RunDir) -> dict[str, Any]:
     if fp is None:
         logger.info("[%s] runs uncached: an input is missing", name)
         return CACHED_TASKS[name](cfg, run, None)
-    storage = Path(cfg.paths.store).resolve() / "cache" / "prefect"
+    storage = cfg.paths.cache_dir / "prefect"
     configured = CACHED_TASKS[name].with_options(
         cache_policy=CONTENT_HASH.configure(key_storage=storage / "keys"),
         result_storage=storage / "results",

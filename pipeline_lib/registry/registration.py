@@ -143,7 +143,8 @@ def _commit(
     name, run_id = cfg.registry.model_name, str(journal.run_id)
     model_uri = _log_run(client, cfg, run, run_id)
     journal.at("version creation")
-    number = str(mlflow.register_model(model_uri, name, tags={**tags, "run_id": run_id}).version)
+    tags = {**tags, "run_id": run_id, store.DIGEST_TAG: store.folder_digest(run.onnx_dir)}
+    number = str(mlflow.register_model(model_uri, name, tags=tags).version)
     journal.at("reports", version=number)
     promoted, reason, current = decide_alias(client, cfg, gates)
     previous = str(current.version) if current is not None else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -142,14 +143,43 @@ def resolve(client: Any, ref: ModelRef) -> Any:
         raise RegistryError(f"{ref}: no such registered model version") from exc
 
 
+DIGEST_TAG = "onnx.sha256"  # on each model version: the digest of its ONNX folder, written at registration
+COPY_MARKER = ".tunepipe-copy.json"  # in a local copy: the version and digest it was verified against
+
+
+def folder_digest(folder: Path) -> str:
+    """SHA-256 over a folder's files (relative path and content, sorted), the copy marker left out."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != COPY_MARKER):
+        digest.update(file.relative_to(folder).as_posix().encode() + b"\0")
+        with file.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def copy_dir(cfg: PipelineConfig, name: str, version: str) -> Path:
+    """Where the local copy of `name/version`'s ONNX folder lives."""
+    return Path(cfg.paths.store).resolve() / "models" / name / f"v{version}"
+
+
+def verified_copy(folder: Path, version: str, digest: str | None) -> bool:
+    """Whether `folder` is a complete local copy of `version`, verified against `digest` (when the version has one)."""
+    marker = folder / COPY_MARKER
+    if not marker.is_file() or not (folder / "tunepipe.json").is_file():
+        return False
+    recorded = json.loads(marker.read_text())
+    return recorded.get("version") == str(version) and (digest is None or recorded.get("digest") == digest)
+
+
 def onnx_dir_for(cfg: PipelineConfig, client: Any, name: str, version: str) -> Path:
-    """The ONNX folder (graph + tokenizer + tunepipe.json) of a registered version, downloaded once and
-    cached under `paths.store/models`."""
+    """The ONNX folder (graph + tokenizer + tunepipe.json) of a registered version: downloaded once, checked
+    against the digest registered with it (`onnx.sha256`), and cached under `paths.store/models`."""
     import mlflow
 
-    target = Path(cfg.paths.store).resolve() / "models" / name / f"v{version}"
-    marker = target / "tunepipe.json"
-    if marker.is_file():
+    target = copy_dir(cfg, name, version)
+    expected = (client.get_model_version(name, version).tags or {}).get(DIGEST_TAG)
+    if verified_copy(target, version, expected):
         return target
     staging = Path(tempfile.mkdtemp(dir=_ensure(target.parent), prefix=f".v{version}."))
     try:
@@ -159,6 +189,13 @@ def onnx_dir_for(cfg: PipelineConfig, client: Any, name: str, version: str) -> P
         found = next(staging.rglob("tunepipe.json"), None)
         if found is None:
             raise RegistryError(f"{name}/{version}: the registered model has no ONNX folder (tunepipe.json)")
+        digest = folder_digest(found.parent)
+        if expected is not None and digest != expected:
+            raise RegistryError(
+                f"{name}/{version}: the downloaded ONNX folder's digest {digest[:12]} differs from the registered "
+                f"{expected[:12]} ({DIGEST_TAG}): the artifact store holds another or a damaged copy; nothing used"
+            )
+        (found.parent / COPY_MARKER).write_text(json.dumps({"version": str(version), "digest": digest}))
         shutil.rmtree(target, ignore_errors=True)
         found.parent.rename(target)
     finally:

@@ -1,9 +1,11 @@
 """The ONNX predictor: tokenize, run the exported graph with onnxruntime, turn logits into labels, probabilities or
 entities. What `predict`, `serve`, the gates and the MLflow pyfunc all run.
 
-Light on purpose: no torch, and from `pipeline_lib` only the numpy-only NER helpers (`task_types.windows`,
-`task_types.entities`), so the module ships inside an MLflow model (`code_paths`) and runs where only onnxruntime
-and transformers are installed.
+Light on purpose: onnxruntime, numpy and the `tokenizers` library (the fast tokenizer's Rust core, read from the
+folder's tokenizer.json), no torch, no pandas, and transformers only for token classification (whose word windows
+use its tokenizer API); from `pipeline_lib` only the numpy-only NER helpers (`task_types.windows`,
+`task_types.entities`), so the module ships inside an MLflow model (`code_paths`) and a classification `predict`
+starts in well under a second.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"  # dynamic int8
@@ -41,7 +42,7 @@ def check_texts(texts: Any) -> list[str]:
     """`texts` as a list of strings, or a clear error."""
     if isinstance(texts, str):
         raise TypeError("texts must be a list of strings, not a single string (wrap it in a list)")
-    if not isinstance(texts, Sequence | np.ndarray | pd.Series):
+    if not (isinstance(texts, Sequence | np.ndarray) or hasattr(texts, "tolist")):  # lists, arrays, pandas Series
         raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}")
     texts = list(texts)
     if not texts:
@@ -63,15 +64,30 @@ def onnx_providers() -> list[str]:
 class OnnxPredictor:
     """Tokenize, run the ONNX graph, turn logits into labels and probabilities."""
 
-    def __init__(self, session: Any, tokenizer: Any, meta: dict[str, Any]) -> None:
+    def __init__(self, session: Any, folder: Path, meta: dict[str, Any]) -> None:
+        from tokenizers import Tokenizer
+
         self.session = session
-        self.tokenizer = tokenizer
+        self.folder = Path(folder)
         self.meta = meta
         self.task: str = meta["task"]
         self.labels: list[str] = list(meta["labels"])
         self.max_length: int = int(meta["max_length"])
         self.input_names: list[str] = list(meta["input_names"])
-        self._backend: Any = None  # the tokenizer's Rust backend, configured for unpadded encoding on first use
+        self._backend = Tokenizer.from_file(str(self.folder / "tokenizer.json"))  # the fast tokenizer's Rust core
+        self._backend.no_padding()
+        self._backend.enable_truncation(self.max_length)
+        self.pad_id = _pad_id(self.folder, self._backend)
+        self._tokenizer: Any = None
+
+    @property
+    def tokenizer(self) -> Any:
+        """The transformers tokenizer of the folder (loaded on first use: only token classification needs it)."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.folder, trust_remote_code=False)
+        return self._tokenizer
 
     @classmethod
     def from_dir(
@@ -80,7 +96,6 @@ class OnnxPredictor:
         """Load an ONNX folder written by the export step (model.onnx, tokenizer, tunepipe.json);
         `graph` picks another graph of the folder (e.g. the int8 one), `cpu_only` skips CUDA."""
         import onnxruntime as ort
-        from transformers import AutoTokenizer
 
         folder = Path(path)
         meta_file = folder / META_FILE
@@ -95,25 +110,18 @@ class OnnxPredictor:
             options.intra_op_num_threads = num_threads
         providers = ["CPUExecutionProvider"] if cpu_only else onnx_providers()
         session = ort.InferenceSession(str(folder / graph), options, providers=providers)
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-        return cls(session, tokenizer, meta)
+        return cls(session, folder, meta)
 
     def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
         """The graph's inputs for one batch: padded to the longest text, truncated at max_length."""
-        encoded = self.tokenizer(
-            texts, padding="longest", truncation=True, max_length=self.max_length, return_tensors="np"
-        )
-        return {name: np.asarray(encoded[name], dtype=np.int64) for name in self.input_names}
+        encoded = self.encode_unpadded(texts)
+        width = max(len(ids) for ids in encoded["input_ids"])
+        everyone = np.arange(len(texts))
+        return {name: self._padded(encoded[name], everyone, width, name) for name in self.input_names}
 
     def encode_unpadded(self, texts: list[str]) -> dict[str, list[list[int]]]:
         """Token ids, type ids and masks per text, truncated at max_length, not padded: straight from the fast
-        tokenizer's Rust backend (a tenth of the wrapper's per-call cost, which dominates at batch 1)."""
-        if self._backend is None:
-            from tokenizers import Tokenizer
-
-            self._backend = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())  # own copy: own settings
-            self._backend.no_padding()
-            self._backend.enable_truncation(self.max_length)
+        tokenizer's Rust core (a tenth of the transformers wrapper's per-call cost, which dominates at batch 1)."""
         encodings = self._backend.encode_batch(texts)
         fields = {"input_ids": "ids", "token_type_ids": "type_ids", "attention_mask": "attention_mask"}
         return {name: [getattr(e, fields[name]) for e in encodings] for name in self.input_names}
@@ -155,7 +163,7 @@ class OnnxPredictor:
         return np.stack(rows)
 
     def _padded(self, sequences: list[list[int]], group: np.ndarray, width: int, name: str) -> np.ndarray:
-        pad = self.tokenizer.pad_token_id if name == "input_ids" else 0
+        pad = self.pad_id if name == "input_ids" else 0
         array = np.full((len(group), width), pad, dtype=np.int64)
         for row, index in enumerate(group):
             array[row, : len(sequences[index])] = sequences[index]
@@ -180,3 +188,13 @@ class OnnxPredictor:
             }
             for text, row in zip(texts, probabilities, strict=True)
         ]
+
+
+def _pad_id(folder: Path, backend: Any) -> int:
+    """The id of the tokenizer's pad token (tokenizer_config.json names it), else 0."""
+    config = folder / "tokenizer_config.json"
+    token = json.loads(config.read_text(encoding="utf-8")).get("pad_token") if config.is_file() else None
+    if isinstance(token, dict):  # an AddedToken written out
+        token = token.get("content")
+    found = backend.token_to_id(token) if isinstance(token, str) else None
+    return int(found) if found is not None else 0

@@ -17,6 +17,8 @@ from pipeline_lib.config import PipelineConfig
 from pipeline_lib.hardware import cpu_bf16_flags, usable_cores
 from pipeline_lib.runtime.predictor import META_FILE, OnnxPredictor
 
+PROBE_SENTENCES = 8  # sentences every eligible candidate is first timed on, at batch 1
+CLEARLY_SLOWER = 1.5  # a probe this many times slower than the best at batch 1 and 32 is not timed further
 NO_BF16 = "no bf16 hardware on this CPU (AMX or AVX-512 BF16): bf16 would be emulated, several times slower than fp32"
 
 
@@ -32,11 +34,13 @@ def time_batches(predict: Callable[[list[str]], Any], texts: list[str], batch_si
     return timings
 
 
-def speed(predict: Callable[[list[str]], Any], texts: list[str], rounds: int) -> dict[str, float]:
+def speed(
+    predict: Callable[[list[str]], Any], texts: list[str], rounds: int, batch32_rounds: int = 2
+) -> dict[str, float]:
     """Median latency at batch 1 (ms) and throughput at batch 32 (samples/s) on real-length sentences."""
     single = time_batches(predict, texts, 1, rounds)
-    pool = (texts * (64 // max(1, len(texts)) + 1))[:64]
-    batched = time_batches(predict, pool, 32, 2)
+    pool = (texts * (64 // max(1, len(texts)) + 1))[: 32 * batch32_rounds]
+    batched = time_batches(predict, pool, 32, batch32_rounds)
     return {
         "p50_ms_batch1": round(statistics.median(single) * 1000, 3),
         "samples_per_s_batch32": round(len(pool) / sum(batched), 1),
@@ -64,19 +68,22 @@ def select(
     model: Any,
     tokenizer: Any,
 ) -> dict[str, Any]:
-    """Time and judge each candidate `{name: (graph file, task metric, label agreement with PyTorch)}`, record the
-    fastest eligible one in the folder's tunepipe.json, and return the table. PyTorch bf16 is timed as a
-    reference only where the CPU does bf16 in hardware."""
+    """Judge each candidate `{name: (graph file, task metric, label agreement with fp32)}`, time only what can change
+    the choice, record the fastest eligible one in the folder's tunepipe.json, and return the table.
+
+    A candidate over the metric budget is not timed (it cannot be chosen). Eligible ones are first timed on a short
+    probe (`PROBE_SENTENCES` at batch 1, one batch of 32); one `CLEARLY_SLOWER` than the best probe at both batch
+    sizes is not timed further. PyTorch fp32 (and bf16 where the CPU does bf16 in hardware) are timed as references
+    only with `export.time_references` (the benchmarks set it): they never change the choice. Whatever was not timed
+    is listed with the reason in `not_timed`."""
     import torch
 
     threads = cfg.train.num_threads or usable_cores()
     torch.set_num_threads(threads)
     texts = texts[: cfg.export.runtime_timing_sentences]
-    rounds = len(texts)
     budget = cfg.export.runtime_metric_budget
-    rows = []
+    rows, not_timed, predictors = [], {}, {}
     for name, (graph, metric, agreement) in candidates.items():
-        predictor = OnnxPredictor.from_dir(folder, num_threads=threads, cpu_only=True, graph=graph)
         eligible = metric >= metric_torch - budget and agreement >= cfg.export.runtime_min_agreement
         rows.append(
             {
@@ -85,19 +92,47 @@ def select(
                 "metric": round(metric, 6),
                 "agreement": round(agreement, 6),
                 "eligible": eligible,
-                **speed(predictor.logits, texts, rounds),
             }
         )
-    model.eval()
-    precisions = {"pytorch-fp32": False, "pytorch-bf16": True}
-    not_timed = {} if cpu_bf16_flags() else {"pytorch-bf16": NO_BF16}
-    references = [
-        {"runtime": name, **speed(torch_reference(model, tokenizer, cfg.model.max_length, bf16), texts, rounds)}
-        for name, bf16 in precisions.items()
-        if name not in not_timed
-    ]
-    eligible = [row for row in rows if row["eligible"]] or rows[:1]
-    chosen = min(eligible, key=lambda row: (row["p50_ms_batch1"], -row["samples_per_s_batch32"]))
+        if eligible:
+            predictors[name] = OnnxPredictor.from_dir(folder, num_threads=threads, cpu_only=True, graph=graph)
+        else:
+            not_timed[name] = "over the metric budget or the agreement floor: it cannot be chosen"
+    probes = {
+        name: speed(p.logits, texts[:PROBE_SENTENCES], PROBE_SENTENCES, batch32_rounds=1)
+        for name, p in predictors.items()
+    }
+    best_latency = min((probe["p50_ms_batch1"] for probe in probes.values()), default=0.0)
+    best_rate = max((probe["samples_per_s_batch32"] for probe in probes.values()), default=0.0)
+    for row in rows:
+        name = row["runtime"]
+        if name not in probes:
+            continue
+        probe = probes[name]
+        slower = (
+            probe["p50_ms_batch1"] > CLEARLY_SLOWER * best_latency
+            and probe["samples_per_s_batch32"] * CLEARLY_SLOWER < best_rate
+        )
+        if slower:
+            row.update(probe, timed="probe")
+            not_timed[name] = f"clearly slower than the best on the {PROBE_SENTENCES}-sentence probe at batch 1 and 32"
+        else:
+            row.update(speed(predictors[name].logits, texts, len(texts)), timed="full")
+    references = []
+    if cfg.export.time_references:
+        model.eval()
+        precisions = {"pytorch-fp32": False, "pytorch-bf16": True}
+        if not cpu_bf16_flags():
+            not_timed["pytorch-bf16"] = NO_BF16
+        references = [
+            {"runtime": name, **speed(torch_reference(model, tokenizer, cfg.model.max_length, bf16), texts, len(texts))}
+            for name, bf16 in precisions.items()
+            if name not in not_timed
+        ]
+    else:
+        not_timed["pytorch references"] = "export.time_references is off: a reference never changes the choice"
+    timed = [row for row in rows if row.get("timed")]
+    chosen = min(timed, key=lambda row: (row["p50_ms_batch1"], -row["samples_per_s_batch32"])) if timed else rows[0]
     meta_file = folder / META_FILE
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
     meta.update(graph=chosen["graph"], runtime=chosen["runtime"])

@@ -173,7 +173,7 @@ class StepStore:
     """Step outputs kept under `<paths.store>/cache/steps/<step>/<key>/`, plus each step's last fingerprint."""
 
     def __init__(self, cfg: PipelineConfig) -> None:
-        self.root = Path(cfg.paths.store).resolve() / "cache" / "steps"
+        self.root = cfg.paths.cache_dir / "steps"
 
     def entry(self, fp: Fingerprint) -> Path:
         return self.root / fp.step / fp.key

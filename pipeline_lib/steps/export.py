@@ -4,6 +4,9 @@ test split (the task's parity), with int8 candidates and the serving runtime cho
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline_lib.config import PipelineConfig
-from pipeline_lib.layout import RunDir, write_json
+from pipeline_lib.data.versions import file_md5
+from pipeline_lib.hardware import machine_signature
+from pipeline_lib.layout import RunDir, cache_staging_dir, publish_cache_entry, read_json, write_json
 from pipeline_lib.runtime import selection
 from pipeline_lib.runtime.onnx_export import (
     graph_input_names,
@@ -24,12 +29,13 @@ from pipeline_lib.runtime.onnx_export import (
     staging_dir,
     write_onnx_folder,
 )
-from pipeline_lib.runtime.predictor import INT8_FILE, ONNX_FILE, STATIC_INT8_FILE, OnnxPredictor
+from pipeline_lib.runtime.predictor import INT8_FILE, META_FILE, ONNX_FILE, STATIC_INT8_FILE, OnnxPredictor
 from pipeline_lib.runtime.quantization import quantize_dynamic_int8, quantize_static_int8
 from pipeline_lib.task_types import task_for
 from pipeline_lib.task_types.classification import read_test_split, task_metric
 
 CALIBRATION_BATCH_SIZE = 32
+RUNTIME_CACHE_VERSION = "1"  # bump when the candidates or their timing change meaning
 
 
 @dataclass
@@ -78,14 +84,16 @@ def export(cfg: PipelineConfig, run: RunDir) -> ExportResult:
         write_onnx_folder(model, tokenizer, meta, staged)
         fused = optimize_graph(staged / ONNX_FILE, model.config) if cfg.export.optimize else None
         parity = task.parity(model, OnnxPredictor.from_dir(staged), run, labels, metric_name)
+        fp32_logits = parity.pop("onnx_logits", None)  # reused to judge the int8 candidates
         int8 = None
         if cfg.export.quantize_int8:
             quantize_dynamic_int8(staged / ONNX_FILE, staged / INT8_FILE)
-            int8 = int8_summary(
-                task.parity(model, OnnxPredictor.from_dir(staged, graph=INT8_FILE), run, labels, metric_name),
-                staged / INT8_FILE,
-            )
-        runtime = choose_runtime(cfg, staged, run, model, tokenizer, parity) if cfg.export.select_runtime else None
+            int8_parity = task.parity(model, OnnxPredictor.from_dir(staged, graph=INT8_FILE), run, labels, metric_name)
+            int8_parity.pop("onnx_logits", None)
+            int8 = int8_summary(int8_parity, staged / INT8_FILE)
+        runtime = None
+        if cfg.export.select_runtime:
+            runtime = choose_runtime(cfg, staged, run, model, tokenizer, parity, fp32_logits)
         run.export_summary.unlink(missing_ok=True)
         publish_dir(staged, run.onnx_dir)
     onnx_path = run.onnx_dir / ONNX_FILE
@@ -104,16 +112,30 @@ def export(cfg: PipelineConfig, run: RunDir) -> ExportResult:
 
 
 def choose_runtime(
-    cfg: PipelineConfig, staged: Path, run: RunDir, model: Any, tokenizer: Any, parity: dict[str, Any]
+    cfg: PipelineConfig,
+    staged: Path,
+    run: RunDir,
+    model: Any,
+    tokenizer: Any,
+    parity: dict[str, Any],
+    fp32_logits: np.ndarray | None = None,
 ) -> dict[str, Any] | None:
     """Build the int8 candidates (dynamic, and static QDQ calibrated on training sentences), then time and judge
-    every graph (classification only). Quantized graphs that are neither served nor asked for are deleted."""
+    every graph (classification only); the fp32 graph's test logits come from the parity check. Quantized graphs
+    that are neither served nor asked for are deleted.
+
+    The candidates and their table are kept in the store under a key of the fp32 graph's bytes, the test split,
+    the settings and the machine, so an export of the same weights on the same machine (a gates-only config change
+    re-runs export) reuses them instead of quantizing and timing again."""
     if cfg.task != "sequence_classification":
         return None
     labels = model_labels(model, cfg.data.label_names)
     texts, y_true = read_test_split(run, labels)
+    cache = runtime_cache(cfg, staged / ONNX_FILE, texts)
+    if (cache / "table.json").is_file():
+        return reuse_runtime(cfg, cache, staged)
     fp32 = OnnxPredictor.from_dir(staged, graph=ONNX_FILE, cpu_only=True)
-    fp32_labels = fp32.logits(texts).argmax(-1)
+    fp32_labels = (fp32_logits if fp32_logits is not None else fp32.logits(texts)).argmax(-1)
     candidates = {"onnxruntime-fp32": (ONNX_FILE, parity["metric_onnx"], parity["agreement"])}
     if not (staged / INT8_FILE).is_file():
         quantize_dynamic_int8(staged / ONNX_FILE, staged / INT8_FILE)
@@ -126,11 +148,58 @@ def choose_runtime(
             agreement = float((logits.argmax(-1) == fp32_labels).mean())
             candidates[name] = (graph, task_metric(y_true, logits, labels, cfg.gates.compare_metric), agreement)
     table = selection.select(cfg, staged, candidates, texts, parity["metric_torch"], model, tokenizer)
+    store_runtime(cache, staged, table)
     keep = {ONNX_FILE, table["graph"], *([INT8_FILE] if cfg.export.quantize_int8 else [])}
     for graph, *_ in candidates.values():
         if graph not in keep:
             (staged / graph).unlink()
     return table
+
+
+def runtime_cache(cfg: PipelineConfig, graph: Path, texts: list[str]) -> Path:
+    """The store folder for this graph's runtime choice on this machine with these settings and test texts."""
+    import onnxruntime
+
+    parts = [
+        file_md5(graph),
+        hashlib.sha256("\n".join(texts).encode()).hexdigest(),
+        json.dumps(cfg.export.model_dump(mode="json"), sort_keys=True),
+        cfg.gates.compare_metric,
+        str(cfg.train.seed),
+        str(cfg.train.num_threads),
+        machine_signature(),
+        onnxruntime.__version__,
+        RUNTIME_CACHE_VERSION,
+    ]
+    key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+    return cfg.paths.cache_dir / "runtimes" / key
+
+
+def store_runtime(cache: Path, staged: Path, table: dict[str, Any]) -> None:
+    """Keep the quantized candidates and the table (staged, then published by rename, like every cache entry)."""
+    staging = cache_staging_dir(cache)
+    try:
+        for row in table["candidates"]:
+            if row["graph"] != ONNX_FILE and (staged / row["graph"]).is_file():
+                shutil.copy2(staged / row["graph"], staging / row["graph"])
+        write_json(staging / "table.json", table)
+        publish_cache_entry(staging, cache, marker="table.json")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def reuse_runtime(cfg: PipelineConfig, cache: Path, staged: Path) -> dict[str, Any]:
+    """The cached choice for this graph: the chosen (and any asked-for) quantized graph copied in, tunepipe.json
+    updated, the table marked as reused."""
+    table = read_json(cache / "table.json")
+    wanted = {table["graph"], *([INT8_FILE] if cfg.export.quantize_int8 else [])} - {ONNX_FILE}
+    for graph in wanted:
+        if (cache / graph).is_file() and not (staged / graph).is_file():
+            shutil.copy2(cache / graph, staged / graph)
+    meta = read_json(staged / META_FILE)
+    meta.update(graph=table["graph"], runtime=table["chosen"])
+    write_json(staged / META_FILE, meta)
+    return {**table, "reused": f"measured before for this graph on this machine ({cache.name})"}
 
 
 def calibration_batches(run: RunDir, predictor: OnnxPredictor, n: int, seed: int) -> list[dict[str, np.ndarray]]:

@@ -6,7 +6,6 @@ import hashlib
 import shutil
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -92,7 +91,7 @@ def tokenize(cfg: PipelineConfig, run: RunDir) -> TokenizeResult:
     frames = {split: pd.read_parquet(run.split_file(split)) for split in SPLITS}
     tokenizer = load_tokenizer(resolve_model_source(cfg.model.name))
     key = tokenize_cache_key(cfg, {s: split_content_hash(f) for s, f in frames.items()}, tokenizer)
-    cached = Path(cfg.paths.store) / "cache" / "tokenized" / key
+    cached = cfg.paths.cache_dir / "tokenized" / key
 
     hit = (cached / "meta.json").is_file()
     if not hit:

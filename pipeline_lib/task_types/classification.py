@@ -89,8 +89,16 @@ class SequenceClassification:
         check_metric_name(name, labels)
 
     def parity(self, model: Any, predictor: Any, run: Any, labels: list[str], metric_name: str) -> dict[str, Any]:
+        """PyTorch against ONNX on the test split. PyTorch's logits are the evaluate step's when the run has them
+        (`run.predictions`: one pass over the test split, not two); `onnx_logits` is returned for reuse."""
         texts, y_true = read_test_split(run, labels)
-        return {**measure_parity(model, predictor, texts, y_true, metric_name), "n": len(texts)}
+        saved = np.load(run.predictions) if run.predictions.is_file() else None
+        if saved is not None and saved.shape == (len(texts), len(labels)):
+            onnx_logits = predictor.logits(texts)
+            figures = parity_figures(saved, onnx_logits, y_true, labels, metric_name)
+        else:
+            figures, onnx_logits = measure_parity(model, predictor, texts, y_true, metric_name)
+        return {**figures, "n": len(texts), "onnx_logits": onnx_logits}
 
     # gates: y_true / pred hold one label index per text
     def gold(self, test: pd.DataFrame, labels: list[str]) -> np.ndarray:
@@ -205,10 +213,16 @@ def task_metric(y_true: np.ndarray, logits: np.ndarray, labels: list[str], name:
 
 def measure_parity(
     model: Any, predictor: Any, texts: list[str], y_true: np.ndarray, metric_name: str
-) -> dict[str, float]:
-    """Max |logit diff|, argmax agreement and the task metric for PyTorch and ONNX (one label per text)."""
+) -> tuple[dict[str, float], np.ndarray]:
+    """Parity figures of PyTorch and ONNX run on identical batches (one label per text), and ONNX's logits."""
     torch_logits, onnx_logits = paired_logits(model, predictor, texts)
-    labels = predictor.labels
+    return parity_figures(torch_logits, onnx_logits, y_true, predictor.labels, metric_name), onnx_logits
+
+
+def parity_figures(
+    torch_logits: np.ndarray, onnx_logits: np.ndarray, y_true: np.ndarray, labels: list[str], metric_name: str
+) -> dict[str, float]:
+    """Max |logit diff|, argmax agreement and the task metric for PyTorch and ONNX."""
     return {
         "max_abs_logit_diff": float(np.abs(torch_logits - onnx_logits).max()),
         "agreement": float((torch_logits.argmax(-1) == onnx_logits.argmax(-1)).mean()),

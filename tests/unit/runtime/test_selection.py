@@ -15,14 +15,20 @@ from tests.unit.steps.test_export import make_trained_run
 
 
 @pytest.mark.parametrize(("budget", "bf16_flags"), [(0.0, ("avx512_bf16",)), (1.0, ())])
-def test_export_times_each_graph_and_records_the_fastest_eligible(
+def test_export_times_what_can_win_and_records_the_fastest_eligible(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: float, bf16_flags: tuple[str, ...]
 ):
     monkeypatch.setattr(selection, "cpu_bf16_flags", lambda: bf16_flags)  # the CPU's bf16 hardware, overridden
     cfg = PipelineConfig.model_validate(
         {
             "data": {"labels": ["negative", "neutral", "positive"]},
-            "export": {"select_runtime": True, "runtime_metric_budget": budget, "runtime_timing_sentences": 8},
+            "export": {
+                "select_runtime": True,
+                "runtime_metric_budget": budget,
+                "runtime_timing_sentences": 8,
+                "time_references": True,
+            },
+            "paths": {"store": str(tmp_path / "store")},
         }
     )
     run = make_trained_run(tmp_path)
@@ -32,21 +38,32 @@ def test_export_times_each_graph_and_records_the_fastest_eligible(
     # PyTorch bf16 is a reference only where bf16 runs in hardware; elsewhere the table says why it is absent
     timed = {"pytorch-fp32", "pytorch-bf16"} if bf16_flags else {"pytorch-fp32"}
     assert {ref["runtime"] for ref in table["references"]} == timed
-    assert set(table["not_timed"]) == {"pytorch-bf16"} - timed
-    assert all("no bf16 hardware" in why for why in table["not_timed"].values())
-    for row in [*rows.values(), *table["references"]]:
-        assert row["p50_ms_batch1"] > 0 and row["samples_per_s_batch32"] > 0
+    assert ("pytorch-bf16" in table["not_timed"]) == (not bf16_flags)
     for row in rows.values():
         floor = cfg.export.runtime_min_agreement
         assert row["eligible"] == (row["metric"] >= table["metric_torch"] - budget and row["agreement"] >= floor)
-    eligible = [row for row in rows.values() if row["eligible"]]
-    assert table["chosen"] == min(eligible, key=lambda r: (r["p50_ms_batch1"], -r["samples_per_s_batch32"]))["runtime"]
+        if not row["eligible"]:  # it cannot win: never timed, and the table says why
+            assert "timed" not in row and "metric budget" in table["not_timed"][row["runtime"]]
+        else:
+            assert row["timed"] in ("full", "probe") and row["p50_ms_batch1"] > 0 and row["samples_per_s_batch32"] > 0
+            assert (row["timed"] == "probe") == (row["runtime"] in table["not_timed"])
+    for row in table["references"]:
+        assert row["p50_ms_batch1"] > 0 and row["samples_per_s_batch32"] > 0
+    full = [row for row in rows.values() if row.get("timed") == "full"]
+    assert table["chosen"] == min(full, key=lambda r: (r["p50_ms_batch1"], -r["samples_per_s_batch32"]))["runtime"]
 
     meta = json.loads((run.onnx_dir / "tunepipe.json").read_text())
     assert meta["graph"] == rows[table["chosen"]]["graph"] and meta["runtime"] == table["chosen"]
     predictor = OnnxPredictor.from_dir(run.onnx_dir)
     assert Path(predictor.session._model_path).name == meta["graph"]
     # the served graph and the fp32 reference stay; quantized graphs that lost are not shipped
+    assert sorted(p.name for p in run.onnx_dir.glob("*.onnx")) == sorted({"model.onnx", meta["graph"]})
+
+    # the same weights exported again on this machine: the choice is reused, nothing is quantized or timed again
+    monkeypatch.setattr(selection, "select", lambda *a, **k: pytest.fail("the runtime was timed again"))
+    again = export(cfg, run).runtime
+    assert again["chosen"] == table["chosen"] and "measured before" in again["reused"]
+    assert json.loads((run.onnx_dir / "tunepipe.json").read_text())["graph"] == meta["graph"]
     assert sorted(p.name for p in run.onnx_dir.glob("*.onnx")) == sorted({"model.onnx", meta["graph"]})
 
 
