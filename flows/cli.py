@@ -204,6 +204,13 @@ def lineage(
             )
         for name, why in info["runtime"].get("not_timed", {}).items():
             typer.echo(f"    {name:<26} not timed: {why}")
+    drift = info.get("drift") or {}
+    if drift.get("features"):
+        marks = {True: " DRIFTED", False: ""}
+        shown = ", ".join(f"{f['name']} {f['figure']:.3g}{marks[f['drifted']]}" for f in drift["features"])
+        typer.echo(f"  drift against champion v{drift['champion']}: {shown}")
+    elif drift:
+        typer.echo(f"  drift: {drift['status']}")
     typer.echo(f"  promotion: {info['promotion']}")
 
 

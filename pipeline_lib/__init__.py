@@ -3,8 +3,8 @@ import anywhere below; `tasks/` and `flows/` wrap and compose it).
 
 Layers, each importing only the ones above it:
 
-- `config`, `layout`, `environment`, `hardware`, `roots`: the typed config, the run directory, quiet library
-  defaults, what the machine can do, and the roots every configured path must stay in.
+- `config`, `layout`, `environment`, `hardware`, `roots`, `progress`: the typed config, the run directory, quiet
+  library defaults, what the machine can do, the roots every configured path must stay in, and visible progress.
 - `data/`: reading labelled files, splits, the validation rules (Great Expectations), dataset versions (DVC, git).
 - `task_types/`: what differs between classification and NER (one strategy each), their metrics and bootstrap.
 - `training/`: the encoder and its tokenizer, Trainer set-up, freezing and LoRA, torchrun launch.
@@ -16,7 +16,8 @@ Layers, each importing only the ones above it:
 - `serving/`: `tunepipe serve`, the HTTP app over a registered model, its prediction log, and `tunepipe monitor`.
 - `steps/`: the pipeline's steps, one module each (decide, validate, tokenize, train, evaluate, export, gate,
   register), and their content-hash cache.
-- `commands/`: what the CLI offers around the flow (promote, data add, reproduce), composed of the packages above.
+- `commands/`: what the CLI offers around the flow (init, promote, data add, reproduce), composed of the packages
+  above.
 """
 
 import logging

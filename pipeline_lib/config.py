@@ -184,6 +184,48 @@ class SliceConfig(_Section):
         return self
 
 
+class DriftRule(_Section):
+    """A threshold on one drift figure, and what passing it does: `warn` (reported) or `block` (the run stops)."""
+
+    max: float = Field(gt=0)
+    action: Literal["warn", "block"] = "warn"
+
+
+DRIFT_LIMITS = {  # the default `max` of each drift figure
+    "label_mix": 0.1,  # largest change of one label's share
+    "length_tokens": 0.2,  # KS statistic of text lengths in tokens
+    "unseen_words": 0.25,  # share of word occurrences the champion's training data never had
+    "unk_rate": 0.01,  # rise of the share of [UNK] tokens
+    "entity_mix": 0.1,  # NER: largest change of one entity type's share
+    "entity_length": 0.2,  # NER: KS statistic of entity lengths in words
+}
+
+
+class DriftConfig(_Section):
+    """How far a new training split may move from the champion's before it is reported or stops the run (see
+    `data/drift.py`; a mix or length shift counts only when its test is also significant at `p_value`). A rule
+    given in part (`gates.drift.label_mix.action=block`) keeps the default of the rest."""
+
+    enabled: bool = True
+    p_value: float = Field(0.01, gt=0, lt=1)
+    label_mix: DriftRule = Field(default_factory=lambda: DriftRule(max=DRIFT_LIMITS["label_mix"]))
+    length_tokens: DriftRule = Field(default_factory=lambda: DriftRule(max=DRIFT_LIMITS["length_tokens"]))
+    unseen_words: DriftRule = Field(default_factory=lambda: DriftRule(max=DRIFT_LIMITS["unseen_words"]))
+    unk_rate: DriftRule = Field(default_factory=lambda: DriftRule(max=DRIFT_LIMITS["unk_rate"]))
+    entity_mix: DriftRule = Field(default_factory=lambda: DriftRule(max=DRIFT_LIMITS["entity_mix"]))
+    entity_length: DriftRule = Field(default_factory=lambda: DriftRule(max=DRIFT_LIMITS["entity_length"]))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_rules(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        return {
+            key: {"max": DRIFT_LIMITS[key], **value} if key in DRIFT_LIMITS and isinstance(value, dict) else value
+            for key, value in raw.items()
+        }
+
+
 def _default_slices() -> list[SliceConfig]:
     return [
         SliceConfig(name="negation", keywords=["not", "no", "never", "without", "neither", "nor"]),
@@ -214,6 +256,7 @@ class GatesConfig(_Section):
     latency_threads: int = Field(1, ge=1)
     latency_samples: int = Field(50, ge=5)
     max_model_mb: float | None = Field(200.0, gt=0)
+    drift: DriftConfig = Field(default_factory=DriftConfig)  # the new training data against the champion's
 
 
 class ExportConfig(_Section):
@@ -401,6 +444,7 @@ class PipelineConfig(_Section):
             "monitor": True,
             "registry": set(RegistryConfig.UNHASHED),
             "data": {"inferred_labels"},
+            "gates": {"drift"},  # when to report or stop on drift does not shape the model
         }
         semantic = self.model_dump(mode="json", exclude=unhashed)
         canonical = json.dumps(semantic, sort_keys=True, separators=(",", ":"))

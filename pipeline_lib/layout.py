@@ -34,6 +34,14 @@ class RunDir:
     def gx_result(self) -> Path:
         return self.root / "validation" / "gx_result.json"
 
+    @property
+    def profile(self) -> Path:  # the training split's profile (`data.drift`), logged with the version
+        return self.root / "validation" / "profile.json"
+
+    @property
+    def drift(self) -> Path:  # the training split against the champion's
+        return self.root / "validation" / "drift.json"
+
     # tokenize
     @property
     def tokenized(self) -> Path:

@@ -104,6 +104,10 @@ class FailureGroup:
 
     def line(self) -> str:
         what, fix = RULES.get(self.rule, (f"{self.rule} failures", "see the report"))
+        if self.rule.startswith("drift_"):
+            feature = self.rule.removeprefix("drift_")
+            what = f"{feature} drift of the training data from the champion's"
+            fix = f"if the data is right, raise gates.drift.{feature}.max or set gates.drift.{feature}.action=warn"
         what = what.format(value=repr(self.value) if self.value is not None else "")
         places = _places(self.failures[:EXAMPLES])
         more = f" and {self.count - EXAMPLES} more" if self.count > EXAMPLES else ""
@@ -111,7 +115,7 @@ class FailureGroup:
         return f"{self.count} {what} [{self.rule}], e.g. {places}{more}: {example}\n      fix: {fix}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "value": self.value, "count": self.count, "fix": RULES.get(self.rule, ("", ""))[1]}
+        return {"rule": self.rule, "value": self.value, "count": self.count, "fix": self.line().split("fix: ")[-1]}
 
 
 def group_failures(failures: list[ValidationFailure]) -> list[FailureGroup]:

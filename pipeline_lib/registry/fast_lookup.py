@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -37,17 +38,21 @@ class LocalModel:
     looked_up: str  # "sqlite", "rest" or "mlflow": how the reference was resolved
 
 
+class Unreadable(Exception):
+    """This store cannot be read without MLflow (another kind of store, or a schema this code does not know)."""
+
+
 def lookup(uri: str, ref: store.ModelRef, timeout: float = 5.0) -> Registered | None:
-    """The version `ref` names, read from the store without MLflow; None when this store cannot be read so (an
-    unknown kind of store, or an unexpected schema: the caller then asks MLflow)."""
+    """The version `ref` names, read from the store without MLflow; None when nothing is registered under it.
+    Raises `Unreadable` when this store cannot be read so (the caller then asks MLflow)."""
     try:
         if uri.startswith("sqlite:///"):
             return _from_sqlite(Path(uri.removeprefix("sqlite:///")), ref)
         if uri.startswith(("http://", "https://")):
             return _from_rest(uri.rstrip("/"), ref, timeout)
-    except (sqlite3.Error, OSError, ValueError, KeyError):
-        return None
-    return None
+    except (sqlite3.Error, OSError, ValueError, KeyError) as exc:
+        raise Unreadable(str(exc)) from exc
+    raise Unreadable(f"{uri}: neither a local sqlite store nor an MLflow server")
 
 
 def _from_sqlite(database: Path, ref: store.ModelRef) -> Registered | None:
@@ -81,10 +86,26 @@ def _from_rest(base: str, ref: store.ModelRef, timeout: float) -> Registered | N
     else:
         query = urllib.parse.urlencode({"name": ref.name, "version": ref.version})
         url = f"{base}/api/2.0/mlflow/model-versions/get?{query}"
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # the configured tracking URI
-        version = json.loads(response.read())["model_version"]
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # the configured tracking URI
+            version = json.loads(response.read())["model_version"]
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:  # RESOURCE_DOES_NOT_EXIST: no such model, alias or version
+            return None
+        raise
     tags = {tag["key"]: tag["value"] for tag in version.get("tags", [])}
     return Registered(ref.name, str(version["version"]), version.get("run_id"), tags.get(store.DIGEST_TAG))
+
+
+def aliased(cfg: PipelineConfig, alias: str = store.CHAMPION) -> Registered | None:
+    """The configured model's version under `alias` (None: none), read without MLflow where the store allows."""
+    ref = store.ModelRef(name=cfg.registry.model_name, alias=alias)
+    try:
+        return lookup(store.tracking_uri(cfg), ref)
+    except Unreadable:
+        version = store.alias_version(store.connect(cfg), ref.name, alias)
+        digest = None if version is None else (version.tags or {}).get(store.DIGEST_TAG)
+        return None if version is None else Registered(ref.name, str(version.version), version.run_id, digest)
 
 
 def local_model(cfg: PipelineConfig, reference: str) -> LocalModel:
@@ -92,7 +113,10 @@ def local_model(cfg: PipelineConfig, reference: str) -> LocalModel:
     resolved and downloaded through the MLflow client."""
     ref = store.ModelRef.parse(reference)
     uri = store.tracking_uri(cfg)
-    found = lookup(uri, ref)
+    try:
+        found = lookup(uri, ref)
+    except Unreadable:
+        found = None
     if found is not None:
         folder = store.copy_dir(cfg, found.name, found.version)
         if store.verified_copy(folder, found.version, found.digest):

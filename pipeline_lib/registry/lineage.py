@@ -50,6 +50,23 @@ def seen_keys(run: RunDir) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+PROFILE_ARTIFACT = "data/profile.json"  # the training split's profile, logged with every version
+
+
+def champion_profile(cfg: PipelineConfig) -> tuple[str, dict[str, Any]] | None:
+    """The current champion's version and the profile of the training split it learned (None: no champion, or one
+    registered before profiles were logged). Read without MLflow once the artifact is cached locally."""
+    import json
+
+    from pipeline_lib.registry.fast_lookup import aliased
+
+    found = aliased(cfg)
+    if found is None or not found.run_id:
+        return None
+    path = store.run_artifact(cfg, found.run_id, PROFILE_ARTIFACT)
+    return None if path is None else (found.version, json.loads(path.read_text(encoding="utf-8")))
+
+
 def lineage(cfg: PipelineConfig, ref: str) -> dict[str, Any]:
     """Everything known about a registered version: run, metrics, gates, code, data and config."""
     import mlflow
@@ -83,6 +100,7 @@ def lineage(cfg: PipelineConfig, ref: str) -> dict[str, Any]:
         "config_hash": tags.get("config.hash"),
         "config": yaml.safe_load(config_text),
         "runtime": _load_json_artifact(version.run_id, "export/summary.json").get("runtime"),
+        "drift": _optional_json_artifact(version.run_id, "validation/drift.json"),
         "precision": mlrun.data.params.get("resolved.precision"),
         "device": mlrun.data.params.get("resolved.device"),
         "capability": {
@@ -92,6 +110,16 @@ def lineage(cfg: PipelineConfig, ref: str) -> dict[str, Any]:
         },
         "libraries": recorded_libraries(mlrun.data.params),
     }
+
+
+def _optional_json_artifact(run_id: str, path: str) -> Any:
+    """An artifact a version registered before it existed does not have (None then)."""
+    try:
+        return _load_json_artifact(run_id, path)
+    except Exception as exc:
+        if store.is_missing(exc) or isinstance(exc, OSError):
+            return None
+        raise
 
 
 def _load_json_artifact(run_id: str, path: str) -> Any:

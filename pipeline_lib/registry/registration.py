@@ -47,6 +47,12 @@ def _open_run(client: Any, cfg: PipelineConfig, journal: Journal, tags: dict[str
     return run_id
 
 
+def drift_metrics(run: RunDir) -> dict[str, float]:
+    """`drift.<feature>`: each drift figure against the champion the run was compared with (none: no metrics)."""
+    report = read_json(run.drift) if run.drift.is_file() else {}
+    return {f"drift.{f['name']}": f["figure"] for f in report.get("features", [])}
+
+
 def _write_seen_keys(run: RunDir) -> Path:
     run.seen_keys.parent.mkdir(parents=True, exist_ok=True)
     seen_keys(run).to_parquet(run.seen_keys, index=False)
@@ -78,13 +84,17 @@ def _log_run(client: Any, cfg: PipelineConfig, run: RunDir, run_id: str) -> str:
         (round(row["epoch"] * 1000), {k: v for k, v in row.items() if k != "epoch"})
         for row in read_json(run.train_history)
     ]
-    final = {f"test.{k}": v for k, v in metrics.items()} | {
-        "onnx.max_abs_logit_diff": export_summary["max_abs_logit_diff"],
-        "onnx.agreement": export_summary["agreement"],
-        "onnx.size_mb": export_summary["size_mb"],
-        "train.seconds": train_summary["seconds"],
-        "train.samples_per_second": train_summary["train_samples_per_second"],
-    }
+    final = (
+        {f"test.{k}": v for k, v in metrics.items()}
+        | {
+            "onnx.max_abs_logit_diff": export_summary["max_abs_logit_diff"],
+            "onnx.agreement": export_summary["agreement"],
+            "onnx.size_mb": export_summary["size_mb"],
+            "train.seconds": train_summary["seconds"],
+            "train.samples_per_second": train_summary["train_samples_per_second"],
+        }
+        | drift_metrics(run)
+    )
     client.log_batch(
         run_id,
         params=[Param(k, str(v)) for k, v in params.items()],
@@ -102,8 +112,11 @@ def _log_run(client: Any, cfg: PipelineConfig, run: RunDir, run_id: str) -> str:
         (run.export_summary, "export"),
         (run.split_file("test"), "data"),  # `tunepipe promote` re-gates on it
         (_write_seen_keys(run), "data"),  # the gates of later challengers leave these rows out
+        (run.profile, "data"),  # what the next run's drift check compares with
+        (run.drift, "validation"),
     ]:
-        client.log_artifact(run_id, str(path), folder)
+        if path.is_file():
+            client.log_artifact(run_id, str(path), folder)
     info = Model.log(None, name="model", flavor=mlflow.pyfunc, run_id=run_id, **pyfunc_log_kwargs(run.onnx_dir))
     return info.model_uri
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from pipeline_lib.config import PipelineConfig
 from pipeline_lib.layout import RunDir, read_json
-from pipeline_lib.report.plots import training_curves_png
+from pipeline_lib.report.plots import drift_png, training_curves_png
 from pipeline_lib.task_types.bootstrap import metric_ci
 from pipeline_lib.task_types.metrics import flat_metrics
 
@@ -112,11 +112,19 @@ def report_context(
             "label_counts": validation.get("label_counts", {}),
         },
         "gx": gx_summary(read_json(run.gx_result)) if run.gx_result.is_file() else [],
+        "drift": drift_section(run),
         "git": {"commit": tags.get("git.commit", "?"), "dirty": tags.get("git.dirty") == "True"},
         "config_hash": tags.get("config.hash", cfg.config_hash()),
         "train": read_json(run.train_summary),
         "export": read_json(run.export_summary),
     }
+
+
+def drift_section(run: RunDir) -> dict[str, Any]:
+    """The drift report of the run, with a plot per feature (champion's training split beside this one)."""
+    report = read_json(run.drift) if run.drift.is_file() else {"status": "not measured"}
+    features = report.get("features", [])
+    return {**report, "features": [{**f, "png": drift_png(f)} for f in features]}
 
 
 def render(template: str, context: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,8 +57,47 @@ def training_curves_png(history: list[dict[str, float]]) -> str | None:
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.legend(fontsize=8)
+    return _png(fig, dpi=90)
+
+
+def drift_png(feature: dict[str, Any]) -> str | None:
+    """One drift feature, champion's training split beside the new one, as a base64 PNG: shares side by side for
+    a mix, overlaid histograms for lengths, bars for rates."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    old, new = feature["champion"], feature["new"]
+    fig, ax = plt.subplots(figsize=(5.5, 2.8))
+    if "shares" in old:
+        keys = sorted(set(old["shares"]) | set(new["shares"]))
+        x = np.arange(len(keys))
+        ax.bar(x - 0.2, [old["shares"].get(k, 0) for k in keys], 0.4, label="champion's training data")
+        ax.bar(x + 0.2, [new["shares"].get(k, 0) for k in keys], 0.4, label="this run's")
+        ax.set_xticks(x, keys, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("share")
+    elif "values" in old:
+        bins = np.histogram_bin_edges([*old["values"], *new["values"]] or [0], bins=30)
+        ax.hist(old["values"], bins=bins, alpha=0.5, density=True, label="champion's training data")
+        ax.hist(new["values"], bins=bins, alpha=0.5, density=True, label="this run's")
+        ax.set_xlabel(feature["name"].replace("_", " "))
+    else:
+        ax.bar([0, 1], [old.get("unk_rate", 0), new.get("unk_rate", 0)], color=["C0", "C1"])
+        ax.set_xticks([0, 1], ["champion's training data", "this run's"])
+        ax.set_ylabel("[UNK] rate")
+    ax.set_title(f"{feature['name']}: {feature['figure']:.3g} (max {feature['threshold']:g})", fontsize=9)
+    if "shares" in old or "values" in old:
+        ax.legend(fontsize=7)
+    return _png(fig, dpi=80)
+
+
+def _png(fig: Any, dpi: int) -> str:
+    """A finished figure as a base64 PNG (the figure is closed)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
+    fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode()

@@ -79,6 +79,7 @@ class OnnxPredictor:
         self._backend.enable_truncation(self.max_length)
         self.pad_id = _pad_id(self.folder, self._backend)
         self._tokenizer: Any = None
+        self._single: dict[int, dict[str, np.ndarray]] = {}  # batch-1 input arrays, by sequence length
 
     @property
     def tokenizer(self) -> Any:
@@ -140,8 +141,28 @@ class OnnxPredictor:
             from pipeline_lib.task_types.windows import pretokenized_logits
 
             return pretokenized_logits(self, texts, batch_size)
+        if len(texts) == 1:
+            return self.single_logits(texts[0])
         chunks = [self.grouped_logits(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
         return np.concatenate(chunks)
+
+    def single_logits(self, text: str) -> np.ndarray:
+        """Logits of one text, the serving path at batch 1: one encoding straight into the graph's int64 inputs
+        (no sorting, grouping or padding), the input arrays reused between calls."""
+        encoding = self._backend.encode(text)
+        n = len(encoding.ids)
+        feeds = self._single.get(n)
+        if feeds is None:
+            feeds = {name: np.empty((1, n), dtype=np.int64) for name in self.input_names}
+            self._single = {n: feeds}  # one length kept: texts of the same length in a row reuse it
+        sources = {
+            "input_ids": encoding.ids,
+            "token_type_ids": encoding.type_ids,
+            "attention_mask": encoding.attention_mask,
+        }
+        for name, array in feeds.items():
+            array[0] = sources[name]
+        return self.session.run([OUTPUT_NAME], feeds)[0]
 
     def grouped_logits(self, texts: list[str]) -> np.ndarray:
         """Logits of one batch, run `LENGTH_GROUP` texts of similar length at a time (rows in input order).

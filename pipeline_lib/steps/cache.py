@@ -42,7 +42,10 @@ class StepSpec:
 
 # Config sections are whole (not single fields) so a step that starts reading a new field stays correct.
 STEP_SPECS: dict[str, StepSpec] = {
-    "validate": StepSpec("steps.validate", ("data_file",), ("task", "data"), ("data", "validation")),
+    # validate also compares the training split with the champion's (drift), so the champion is one of its inputs
+    "validate": StepSpec(
+        "steps.validate", ("data_file", "champion"), ("task", "data", "gates.drift"), ("data", "validation")
+    ),
     "tokenize": StepSpec("steps.tokenize", ("splits", "tokenizer"), ("task", "data", "model"), ("tokenized",)),
     "train": StepSpec("steps.train", ("tokenized",), ("task", "data", "model", "train"), ("model", "train")),
     "evaluate": StepSpec("steps.evaluate", ("model", "splits"), ("task", "data", "model", "train"), ("eval",)),
@@ -91,7 +94,16 @@ INPUTS: dict[str, Callable[[PipelineConfig, RunDir], str]] = {
     "tokenizer": _tokenizer_fingerprint,
     "tokenized": lambda cfg, run: read_json(_existing(run.tokenized / "meta.json"))["cache_key"],
     "model": lambda cfg, run: dir_md5(_existing(run.model_dir)),
+    "champion": lambda cfg, run: _champion(cfg),
 }
+
+
+def _champion(cfg: PipelineConfig) -> str:
+    """The champion's version and run (read without MLflow where the store allows), or `none`."""
+    from pipeline_lib.registry.fast_lookup import aliased
+
+    found = aliased(cfg)
+    return "none" if found is None else f"v{found.version}:{found.run_id}"
 
 
 def config_part(cfg: PipelineConfig, fields: tuple[str, ...]) -> str:

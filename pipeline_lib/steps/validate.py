@@ -18,13 +18,16 @@ import pandas as pd
 
 from pipeline_lib.config import DataConfig, PipelineConfig
 from pipeline_lib.data.cross_split import cross_split_duplicates
+from pipeline_lib.data.drift import compare, profile
 from pipeline_lib.data.failures import DataValidationError, ValidationFailure, group_failures
 from pipeline_lib.data.keys import text_key
 from pipeline_lib.data.readers import DataFormatError, read_data
 from pipeline_lib.data.splits import assign_splits, label_mix, split_method
 from pipeline_lib.data.text_quality import fix_texts, text_warnings
 from pipeline_lib.layout import SPLITS, RunDir, write_json
+from pipeline_lib.registry.lineage import champion_profile
 from pipeline_lib.task_types import task_for
+from pipeline_lib.training.modeling import resolve_model_source, tokenizer_core
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,8 @@ def validate(cfg: PipelineConfig, run: RunDir) -> ValidateResult:
         leaks = cross_split_duplicates(splits)
         (found.warnings if data.cross_split_duplicates == "warn" else found.failures).extend(leaks)
         found.failures += gx_failures + task.coverage(splits, data)
+    if splits and not found.failures:
+        _drift(cfg, splits["train"], run, found)
     mix = label_mix(splits) if splits else None
     if mix and any(p is not None and p < data.split.label_mix_p for p in mix["p_value"].values()):
         found.warnings.append(_label_mix_warning(data, mix))
@@ -144,6 +149,34 @@ def _with_labels(data: DataConfig, task: Any, splits: dict[str, pd.DataFrame], f
         return None
     log.info("labels (inferred from the training split): %s", ", ".join(inferred))
     return data.model_copy(update={"inferred_labels": inferred})
+
+
+def _drift(cfg: PipelineConfig, train: pd.DataFrame, run: RunDir, found: _Findings) -> None:
+    """Profile the training split (logged with the version) and compare it with the champion's: a drifted feature
+    is a warning, or a failure when its action is `block` (`gates.drift`). No champion: not applicable."""
+    settings = cfg.gates.drift
+    now = profile(train, tokenizer_core(resolve_model_source(cfg.model.name)), cfg.task)
+    write_json(run.profile, now)
+    champion = champion_profile(cfg) if settings.enabled else None
+    if not settings.enabled:
+        write_json(run.drift, {"status": "off (gates.drift.enabled=false)"})
+        return
+    if champion is None:
+        write_json(run.drift, {"status": "not applicable: no champion with a training profile to compare with"})
+        return
+    version, before = champion
+    features = compare(before, now, settings)
+    write_json(run.drift, {"status": "compared", "champion": version, "features": [f.to_dict() for f in features]})
+    for feature in features:
+        if not feature.drifted:
+            continue
+        message = (
+            f"drifted from champion v{version}'s training data: {feature.detail}; {feature.figure:.3g} > "
+            f"gates.drift.{feature.name}.max={feature.threshold:g}"
+        )
+        failure = ValidationFailure(cfg.data.path, None, "train", f"drift_{feature.name}", message)
+        (found.failures if feature.action == "block" else found.warnings).append(failure)
+    log.info("drift against champion v%s: %s", version, "; ".join(f"{f.name} {f.figure:.3g}" for f in features))
 
 
 def _log_summary(result: ValidateResult, warnings: list[ValidationFailure]) -> None:

@@ -45,6 +45,18 @@ def load_tokenizer(source: str) -> Any:
     return tokenizer
 
 
+def tokenizer_core(source: str) -> Any:
+    """The model's fast tokenizer as a `tokenizers.Tokenizer` (its Rust core: no transformers import when the folder
+    has a tokenizer.json), special tokens added, no padding or truncation."""
+    from tokenizers import Tokenizer
+
+    file = Path(source) / "tokenizer.json"
+    core = Tokenizer.from_file(str(file)) if file.is_file() else load_tokenizer(source).backend_tokenizer
+    core.no_padding()
+    core.no_truncation()
+    return core
+
+
 def load_classifier(source: str, labels: list[str], task: str = "sequence_classification") -> Any:
     """A task head on the pretrained encoder, weights from safetensors only."""
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification

@@ -14,6 +14,7 @@ from flows.cli import app
 from flows.retrain import retrain
 from pipeline_lib.config import load_config
 from pipeline_lib.registry import store
+from pipeline_lib.registry.fast_lookup import local_model
 
 from .conftest import cli_sets, overrides
 from .servers import mlflow_server
@@ -56,3 +57,7 @@ def test_whole_run_against_mlflow_server(server: tuple[str, Path], in_workspace:
     result = CliRunner().invoke(app, ["predict", "--model", f"{NAME}@champion", *texts, *remote])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output.strip().splitlines()[-1])["model"] == f"{NAME}/1"
+    # the alias resolves through the server's REST API alone, and the verified copy is what predict used
+    found = local_model(load_config(None, sets), f"{NAME}@champion")
+    assert (found.looked_up, found.registered.version, found.registered.run_id) == ("rest", "1", reg["run_id"])
+    assert found.registered.digest == store.folder_digest(found.folder) == version.tags[store.DIGEST_TAG]

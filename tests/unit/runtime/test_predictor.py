@@ -72,6 +72,15 @@ def test_logits_match_torch(predictor: OnnxPredictor, torch_logits: np.ndarray, 
     assert (logits.argmax(-1) == torch_logits.argmax(-1)).all()
 
 
+def test_one_text_takes_the_batch_one_path_with_the_same_logits(
+    predictor: OnnxPredictor, torch_logits: np.ndarray
+) -> None:
+    for i, text in enumerate([*TEXTS, TEXTS[0]]):  # the repeated length reuses the input arrays
+        single = predictor.logits([text])
+        np.testing.assert_allclose(single[0], torch_logits[i % len(TEXTS)], atol=1e-4)
+    assert len(predictor._single) == 1
+
+
 def test_batches_run_in_length_groups_and_come_back_in_order(
     predictor: OnnxPredictor, torch_logits: np.ndarray
 ) -> None:
