@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,12 @@ from pipeline_lib.data.versions import SEED_DATASET
 
 # A few steps on a tiny slice, no quality floors; the serving runtime is not chosen by timing (test_flow.py and
 # test_runtimes.py cover that choice; elsewhere it only adds ~10 s per export), and the latency gate times 10 texts.
+# One step cache for the whole session: runs with the same data and config (most tests train the same tiny slice)
+# reuse each other's tokenized data, trained model and export instead of training again. Tests about the cache
+# itself, or about training as it runs, take `PRIVATE_CACHE`.
+SESSION_CACHE = Path(tempfile.mkdtemp(prefix="tunepipe-test-cache-"))
+SHARED_CACHE = [f"paths.cache={SESSION_CACHE}", f"paths.write_roots=[., {SESSION_CACHE}]"]
+PRIVATE_CACHE = ["paths.cache=null", "paths.write_roots=[.]"]
 FAST_RUN = [
     "train.max_steps=6",
     "train.batch_size=8",
@@ -19,6 +26,7 @@ FAST_RUN = [
     "gates.floors={}",
     "gates.latency_samples=10",
     "export.select_runtime=false",
+    *SHARED_CACHE,
 ]
 
 

@@ -120,7 +120,9 @@ def mlflow_process(root: Path, log: Path, port: int) -> Iterator[subprocess.Pope
         "--workers",
         "1",
     ]
-    with child(args, log, child_env(MLFLOW_DISABLE_TELEMETRY="true")) as proc:
+    # no GenAI job runners: seven huey processes of about 250 MB each that tunepipe never uses (as in infra/)
+    env = child_env(MLFLOW_DISABLE_TELEMETRY="true", MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    with child(args, log, env) as proc:
         wait_healthy(f"http://127.0.0.1:{port}/health", proc, log, timeout=120)
         yield proc
 

@@ -11,7 +11,7 @@ import pytest
 from flows.retrain import retrain
 from pipeline_lib.data.versions import file_md5
 
-from .conftest import overrides
+from .conftest import PRIVATE_CACHE, overrides
 
 pytestmark = pytest.mark.integration
 CACHEABLE = ["validate", "tokenize", "train", "evaluate", "export"]
@@ -22,7 +22,7 @@ def run_flow(*extra: str, force: bool = False) -> tuple[dict, dict[str, str]]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    state = retrain(None, overrides(*extra), force=force, return_state=True)
+    state = retrain(None, overrides(*PRIVATE_CACHE, *extra), force=force, return_state=True)
     outcome = state.result()
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(
