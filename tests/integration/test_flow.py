@@ -145,13 +145,14 @@ def test_bad_data_fails_validation_and_leaves_registry_unchanged(first_run, in_w
         rows = [(head["text"], head["label"], "test")]
     path = _bad_file(in_workspace, f"{case}.csv", rows)
     before = registry_state(in_workspace)
+    labels = "data.labels=[negative, neutral, positive]"  # declared, as in configs/default.yaml
     with pytest.raises(DataValidationError) as err:
-        retrain(None, overrides(f"data.path={path}"))
+        retrain(None, overrides(f"data.path={path}", labels))
     message = str(err.value)
     assert f"{path} row {line}" in message and rule in message
     assert registry_state(in_workspace) == before
     # and through the CLI: exit 1 with the same report
-    sets = cli_sets(f"data.path={path}")
+    sets = cli_sets(f"data.path={path}", labels)
     result = runner.invoke(app, ["run", *sets])
     assert result.exit_code == 1
     assert f"{path} row {line}" in result.output and rule in result.output

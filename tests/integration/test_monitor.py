@@ -34,7 +34,8 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, RunDir]]:
-    """A champion trained (a few steps) on the whole packaged sample, so that its test split has 36 sentences."""
+    """A champion trained (a few steps) on the whole packaged sample, so that its test split has a few dozen
+    sentences (enough for `monitor.min_predictions` when sent twice)."""
     root = tmp_path_factory.mktemp("monitored")
     (root / "data").mkdir()
     pd.read_csv(SEED_DATASET).to_csv(root / "data" / "sample.csv", index=False)
@@ -83,7 +84,7 @@ def now_iso() -> str:
 
 def test_serve_logs_every_prediction_and_monitor_sees_no_drift_on_the_test_split(project, server, windows):
     root, run = project
-    texts = pd.read_parquet(run.split_file("test"))["text"].tolist() * 2  # 72 requests, as the test split is
+    texts = pd.read_parquet(run.split_file("test"))["text"].tolist() * 2  # the test split, twice
     windows["matching"] = now_iso()
     answered = predict(server, texts)
 
@@ -98,7 +99,8 @@ def test_serve_logs_every_prediction_and_monitor_sees_no_drift_on_the_test_split
 
     result = monitor(root, "--since", windows["matching"])
     assert result.exit_code == 0, result.output
-    assert f"{NAME} v1: 72 predictions since" in result.output and "vs 36 test sentences" in result.output
+    assert f"{NAME} v1: {len(texts)} predictions since" in result.output
+    assert f"vs {len(texts) // 2} test sentences" in result.output
     assert "verdict: no drift" in result.output and "DRIFT" not in result.output
     for feature in ("label_mix", "confidence", "length", "low_confidence"):
         assert f"ok     {feature}" in result.output
@@ -128,7 +130,7 @@ def test_monitor_reports_a_label_mix_shift_when_requests_are_skewed(project, ser
     skewed = [text for text, label in zip(test, labels, strict=True) if label == rare]
     windows["skewed"] = now_iso()
     predict(server, (skewed * 60)[:60])
-    wait_for_log(root / ".tunepipe" / "predictions", lambda log: len(log) == 72 + 36 + 60)
+    wait_for_log(root / ".tunepipe" / "predictions", lambda log: len(log) == 2 * len(test) + len(test) + 60)
 
     result = monitor(root, "--since", windows["skewed"], "--json")
     assert result.exit_code == 2, result.output

@@ -115,9 +115,9 @@ def test_bad_tag_fails_validation_and_leaves_registry_unchanged(first_run: dict,
     before = _state()
     with pytest.raises(DataValidationError) as err:
         retrain(CONFIG, [*FAST, "data.path=bad"])
-    assert "bad/eng.train row 13 (train): tag_in_set — sentence at line 13, token 2 'Blackburn': tag 'B-PERSON'" in str(
-        err.value
-    )
+    rows = "\n".join(str(failure) for failure in err.value.failures)
+    assert "bad/eng.train row 13 (train): tag_in_set — sentence at line 13, token 2 'Blackburn': tag 'B-PERSON'" in rows
+    assert "[tag_in_set], e.g. bad/eng.train row 13" in str(err.value)  # the message, once per cause
     assert _state() == before
     result = runner.invoke(app, ["run", *_sets("data.path=bad")])
     assert result.exit_code == 1 and "tag_in_set" in result.output
