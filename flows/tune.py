@@ -22,7 +22,7 @@ from tasks import tune as tasks
 @flow(name="tune-workers")
 def workers(cfg: PipelineConfig, count: int) -> list[dict[str, int]]:
     """`count` search tasks at once (run with a process-pool task runner of `count` workers)."""
-    futures = [tasks.search.submit(cfg, worker) for worker in range(count)]
+    futures = [tasks.search.submit(cfg, worker, count) for worker in range(count)]
     return [future.result() for future in futures]
 
 

@@ -21,12 +21,12 @@ def prepare(cfg: PipelineConfig) -> dict[str, Any]:
 
 
 @task(name="tune-search", cache_policy=NO_CACHE)
-def search(cfg: PipelineConfig, worker: int = 0) -> dict[str, int]:
+def search(cfg: PipelineConfig, worker: int = 0, workers: int = 1) -> dict[str, int]:
     """One worker's trials (several such tasks, each in its own process, share the study when tune.parallel > 1)."""
     from pipeline_lib.environment import apply_quiet_env
 
     apply_quiet_env()
-    counts = tune.search(cfg, worker)
+    counts = tune.search(cfg, worker, workers)
     get_run_logger().info("[tune] worker %d done: %s", worker, counts)
     return counts
 

@@ -129,13 +129,13 @@ def prepare(cfg: PipelineConfig) -> dict[str, Any]:
 def _check_same_search(name: str, attrs: dict[str, Any], md5: str, key: str) -> None:
     changed = []
     if attrs.get("data_md5") != md5:
-        changed.append(f"the data (md5 {str(attrs.get('data_md5'))[:12]} then, {md5[:12]} now)")
+        changed.append(f"data (md5 {str(attrs.get('data_md5'))[:12]} then, {md5[:12]} now)")
     if attrs.get("search_key") != key:
-        changed.append("the settings (task, data, model, the train fields not searched, or tune.space)")
+        changed.append("settings (task, data, model, the train fields not searched, or tune.space)")
     if changed:
         raise TuneError(
-            f"study {name!r} searched on other {' and '.join(changed)}: its trials would not compare. Run the same "
-            f"config to continue it, or name a new study (--name / tune.study)"
+            f"study {name!r} was searched with different {' and '.join(changed)}: its trials would not compare. Run "
+            "the same config on the same data to continue it, or name a new study (--name / tune.study)"
         )
 
 
@@ -173,8 +173,9 @@ def _parent_run(client: Any, cfg: PipelineConfig, name: str, md5: str) -> str:
     return run_id
 
 
-def search(cfg: PipelineConfig, worker: int = 0) -> dict[str, int]:
-    """Run trials until the study has `tune.trials` finished ones (or `tune.timeout_s` passed); trial counts."""
+def search(cfg: PipelineConfig, worker: int = 0, workers: int = 1) -> dict[str, int]:
+    """Run trials until the study has `tune.trials` finished ones (or `tune.timeout_s` passed); trial counts. One of
+    `workers` searching the study at once runs its share of the trials left."""
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
@@ -184,20 +185,15 @@ def search(cfg: PipelineConfig, worker: int = 0) -> dict[str, int]:
     study = tuning.open_study(cfg, worker=worker, create=False)
     for number in tuning.recover_dead_trials(study):
         log.warning("trial %d: its worker died; failed it and queued it again with the same params", number)
-        _close_trial_run(cfg, study, number, "KILLED")
+        _close_killed_trial(cfg, study, number, folder.trial(number))
     remaining = cfg.tune.trials - tuning.finished_count(study)
     if remaining <= 0:
-        log.info(
-            "study %s already has %d finished trials (tune.trials=%d)",
-            study.study_name,
-            cfg.tune.trials,
-            cfg.tune.trials,
-        )
+        log.info("study %s has its %d finished trials (tune.trials)", study.study_name, cfg.tune.trials)
         return tuning.finished(study)
     objective = _Objective(with_inferred_labels(cfg, folder.base), folder, study.user_attrs[PARENT_RUN])
     study.optimize(
         objective,
-        n_trials=remaining,
+        n_trials=-(-remaining // workers),
         timeout=cfg.tune.timeout_s,
         callbacks=[MaxTrialsCallback(cfg.tune.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))],
     )
@@ -294,12 +290,15 @@ def format_value(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def _close_trial_run(cfg: PipelineConfig, study: Any, number: int, status: str) -> None:
+def _close_killed_trial(cfg: PipelineConfig, study: Any, number: int, run: RunDir) -> None:
+    """A dead worker's trial: its MLflow run KILLED, the model and checkpoints it left removed."""
+    for left in (run.model_dir, run.checkpoints):
+        shutil.rmtree(left, ignore_errors=True)
     run_id = study.trials[number].user_attrs.get("mlflow_run_id")
     if run_id:
         client = store.connect(cfg)
         client.set_tag(run_id, "tune.state", "FAIL")
-        client.set_terminated(run_id, status)
+        client.set_terminated(run_id, "KILLED")
 
 
 def finish(cfg: PipelineConfig, base_files: list[str] | None = None) -> TuneResult:
