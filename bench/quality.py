@@ -93,16 +93,20 @@ KINDS = {
 }
 
 
-def search(kind: str, spec: Kind, base: list[str], sets: list[str], trials: int) -> tuple[dict, float, Path]:
-    """The study `quality-<kind>` to `trials` finished trials; its result, wall seconds and overlay."""
+def search(kind: str, base: list[str], sets: list[str], trials: int, scratch: Path | None) -> tuple[dict, float, Path]:
+    """The study `quality-<kind>` to `trials` finished trials; its result, wall seconds and overlay. A smoke run
+    (`scratch`) keeps its study, store and overlay there, apart from the benchmark's."""
     from pipeline_lib.commands.tune import tune
     from pipeline_lib.config import load_config
 
-    placed = [f"paths.store={STORE}", f"paths.artifacts={STORE / 'artifacts'}", f"tune.study=quality-{kind}"]
+    where = STORE if scratch is None else scratch / "store"
+    placed = [f"paths.store={where}", f"paths.artifacts={where / 'artifacts'}", f"tune.study=quality-{kind}"]
+    if scratch is not None:
+        placed += [f"tune.overlay_dir={scratch / 'tuned'}", f"paths.write_roots=[., {scratch}]"]
     cfg = load_config(base, [*sets, *placed, f"tune.trials={trials}"])
     start = time.perf_counter()
     result = tune(cfg, base).to_dict()
-    return result, time.perf_counter() - start, REPO / result["overlay"]
+    return result, time.perf_counter() - start, (REPO / result["overlay"]).resolve()
 
 
 def final_runs(spec: Kind, layers: list[str], sets: list[str], seeds: list[int]) -> list[dict]:
@@ -146,7 +150,7 @@ def verdict(spec: Kind, rows: list[dict], tried: str) -> list[str]:
 
 
 def report(
-    kind: str, spec: Kind, args: argparse.Namespace, found: dict | None, search_s: float, rows: list[dict], recipe: str
+    spec: Kind, args: argparse.Namespace, found: dict | None, search_s: float, rows: list[dict], recipe: str
 ) -> str:
     header = "| seed | split (train/val/test) | epochs run (best) | " + " | ".join(f"test {m}" for m in spec.metrics)
     header += " | train time | wall time |"
@@ -172,7 +176,8 @@ def report(
     else:
         search_line = f"No search (--trials 0): recipe {recipe}."
         tried = f"the recipe {recipe}, no search"
-    recipe_line = ", ".join(f"{k}={_value(v)}" for k, v in rows[0]["recipe"].items() if k in _SHOWN)
+    train = rows[0]["recipe"]
+    recipe_line = ", ".join(f"{k}={_value(train[k])}" for k in _SHOWN) + f", lora={train['lora']['enabled']}"
     total = search_s + sum(r["wall_s"] for r in rows)
     body = [
         f"## {spec.title} (issue 17): `{args.section}`",
@@ -188,7 +193,7 @@ def report(
     return "\n".join(body)
 
 
-_SHOWN = ("epochs", "batch_size", "learning_rate", "warmup_ratio", "weight_decay", "freeze", "seed")
+_SHOWN = ("epochs", "batch_size", "learning_rate", "warmup_ratio", "weight_decay", "freeze")
 
 
 def _value(value: object) -> str:
@@ -232,8 +237,10 @@ def main() -> None:
         search_sets = [*sets, *args.search_overrides]
         if args.search_rows:
             search_sets.append(f"{spec.rows_field}={args.search_rows}")
-        found, search_s, overlay = search(args.kind, spec, base, search_sets, args.trials)
-        recipe = str(overlay.relative_to(REPO))
+        found, search_s, overlay = search(
+            args.kind, base, search_sets, args.trials, Path(scratch.name) if scratch else None
+        )
+        recipe = str(overlay.relative_to(REPO)) if overlay.is_relative_to(REPO) else str(overlay)
     else:
         own = REPO / "configs" / "tuned" / f"quality-{args.kind if args.kind != 'mpnet' else 'fpb50'}.yaml"
         recipe_path = Path(args.recipe) if args.recipe else own
@@ -241,7 +248,7 @@ def main() -> None:
         overlay = recipe_path if recipe_path.is_file() else None
     layers = [*base, str(overlay)] if overlay else base
     rows = final_runs(spec, layers, sets, args.seeds or list(spec.seeds))
-    body = report(args.kind, spec, args, found, search_s, rows, recipe)
+    body = report(spec, args, found, search_s, rows, recipe)
     if args.max_rows:
         body += f"\n\n(Smoke run on {args.max_rows} rows of {spec.data.name}: the figures are not the benchmark's.)"
     write_section(args.section, body)

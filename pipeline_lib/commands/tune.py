@@ -29,6 +29,7 @@ from typing import Any
 
 from pipeline_lib.config import PipelineConfig, with_layer
 from pipeline_lib.data.versions import content_md5
+from pipeline_lib.environment import apply_quiet_env
 from pipeline_lib.layout import RunDir, write_json
 from pipeline_lib.registry import store
 from pipeline_lib.registry.registration import flatten
@@ -96,6 +97,7 @@ def prepare(cfg: PipelineConfig) -> dict[str, Any]:
     """Validate and tokenize once, create (or check and continue) the study and its MLflow run."""
     import optuna
 
+    apply_quiet_env()
     tuning.check_searchable(cfg)
     name, md5, key = tuning.study_name(cfg), data_md5(cfg), tuning.search_key(cfg)
     store_ = tuning.storage(cfg)
