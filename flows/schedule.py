@@ -31,14 +31,16 @@ def check_cron(cron: str | None) -> None:
         raise ConfigError(f"--cron {cron!r}: not a cron expression; expected 5 fields, e.g. '0 3 * * 1'") from None
 
 
-def deployment_parameters(config: str | None, overrides: list[str] | None, force: bool = False) -> dict[str, Any]:
+def deployment_parameters(
+    config: str | list[str] | None, overrides: list[str] | None, force: bool = False
+) -> dict[str, Any]:
     """The retrain flow's parameters for every run of the deployment."""
     return {"config": config, "overrides": list(overrides or []), "force": force}
 
 
 def serve(
     cron: str | None,
-    config: str | None = None,
+    config: str | list[str] | None = None,
     overrides: list[str] | None = None,
     name: str = DEFAULT_DEPLOYMENT,
     limit: int = 1,

@@ -1,7 +1,7 @@
 """`make team-up` / `make team-down`: the team stack of `infra/docker-compose.yml` on this machine, without Docker.
 
     make team-up                  # PostgreSQL, MLflow server, Prefect server, pool tunepipe-process, one worker
-    source .tunepipe/team/env     # MLFLOW_TRACKING_URI, PREFECT_API_URL, TUNEPIPE_GIT_URL
+    source .tunepipe/team/env     # MLFLOW_TRACKING_URI, PREFECT_API_URL, TUNEPIPE_OPTUNA_STORAGE, TUNEPIPE_GIT_URL
     make team-down                # stops it all and deletes the stack's databases and artifacts
 
 `up` starts `serve` in the background and waits until the stack answers; `serve` runs it with the code the
@@ -36,6 +36,7 @@ def serve(folder: Path) -> None:
     try:
         with team_stack(folder / "stack", env) as stack:
             urls = {"MLFLOW_TRACKING_URI": stack.mlflow_url, "PREFECT_API_URL": stack.prefect_url}
+            urls["TUNEPIPE_OPTUNA_STORAGE"] = stack.services["prefect-worker"].env["TUNEPIPE_OPTUNA_STORAGE"]
             lines = [f"export {k}={v}" for k, v in {**urls, "TUNEPIPE_GIT_URL": env["TUNEPIPE_GIT_URL"]}.items()]
             staging = exports.with_suffix(".tmp")
             staging.write_text("\n".join(lines) + "\n")

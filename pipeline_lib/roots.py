@@ -4,7 +4,8 @@ A config (YAML file, `--set` overrides, a deployment's parameters) decides what 
 runs once, after loading and before anything is read or written, and refuses any path that resolves (`..`,
 absolute paths and symlinks followed) outside `paths.read_roots` for what is read (`data.path`, `data.files`,
 a local `model.name` folder) or outside `paths.write_roots` for what is written (`paths.artifacts`,
-`paths.store`, a local `registry.tracking_uri`, `serve.log_path`); what may be written may also be read. Paths and
+`paths.store`, a local `registry.tracking_uri`, `serve.log_path`, a local `tune.storage`; the tuned overlay in
+`tune.overlay_dir` is checked with `check_write` when written); what may be written may also be read. Paths and
 roots are relative to the working directory, as the pipeline opens them. Reaching outside needs the root listed in
 the config, one reviewable line, instead of any path-like field going anywhere.
 
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlparse
 
-from pipeline_lib.config import DEFAULT_MODEL, ConfigError, PipelineConfig
+from pipeline_lib.config import PACKAGED_MODELS, ConfigError, PipelineConfig
 
 Mode = Literal["read", "write"]
 REMOTE_WORDS = ("databricks", "databricks-uc", "uc")  # tracking URIs without a scheme that are not paths
@@ -85,8 +86,9 @@ def roots_of(cfg: PipelineConfig, base: Path | None = None) -> Roots:
 
 
 def local_model_folder(name: str) -> Path | None:
-    """The folder `model.name` names on this machine, or None for `default` and hub ids (as `modeling` decides)."""
-    if name == DEFAULT_MODEL:
+    """The folder `model.name` names on this machine, or None for the packaged models (`default`, `mpnet-base`: in
+    site-packages or the model cache) and hub ids (as `modeling` decides)."""
+    if name in PACKAGED_MODELS:
         return None
     path = Path(name).expanduser()
     return path if path.exists() or name.startswith((".", "/", "~")) else None
@@ -129,6 +131,9 @@ def config_paths(cfg: PipelineConfig, base: Path | None = None) -> list[PathUse]
         uses.append(PathUse("registry.tracking_uri", resolve(store, base), "write"))
     if cfg.serve.log_path is not None:
         uses.append(PathUse("serve.log_path", resolve(cfg.serve.log_path, base), "write"))
+    optuna = local_store(cfg.tune.storage) if cfg.tune.storage else None
+    if optuna is not None:
+        uses.append(PathUse("tune.storage", resolve(optuna, base), "write"))
     return uses
 
 

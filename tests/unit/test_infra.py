@@ -16,6 +16,7 @@ import yaml
 
 from flows.retrain import retrain
 from flows.schedule import check_cron
+from flows.tune import tune
 from pipeline_lib.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,7 +28,11 @@ def load(path: str) -> dict:
 
 def test_prefect_yaml_deploys_the_retrain_flow_with_valid_parameters():
     deployments = {d["name"]: d for d in load("prefect.yaml")["deployments"]}
-    assert set(deployments) == {"weekly", "on-data-change", "retrain-gpu"}
+    assert set(deployments) == {"weekly", "on-data-change", "retrain-gpu", "search"}
+    search = deployments.pop("search")
+    assert search["entrypoint"] == "flows/tune.py:tune" and search["work_pool"]["name"] == "tunepipe-process"
+    assert set(search["parameters"]) <= set(inspect.signature(tune.fn).parameters)
+    load_config(REPO / search["parameters"]["config"], search["parameters"]["overrides"])
     accepted = set(inspect.signature(retrain.fn).parameters)
     for deployment in deployments.values():
         assert deployment["entrypoint"] == "flows/retrain.py:retrain"

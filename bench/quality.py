@@ -1,0 +1,261 @@
+"""Model quality with searched recipes (issue 17): a hyper-parameter search on the validation split, then the best
+recipe trained with several seeds and scored once on the test split; figures, cost and trial counts in RESULTS.md.
+
+    python bench/quality.py fpb50   [--trials 20] [--seeds 42 43 44]   # FPB 50Agree, stratified 80/10/10, seed 42
+    python bench/quality.py fpb-all [--trials 20] [--seeds 42 43 44]   # FPB AllAgree, same split
+    python bench/quality.py conll   [--trials 8] [--search-rows 4000] [--seeds 42]   # eng.train / testa / testb
+    python bench/quality.py mpnet   [--recipe configs/tuned/quality-fpb50.yaml] [--trials 0] [--seeds 42]
+
+Each kind runs the library (no Prefect, no registry): `commands.tune` (study `quality-<kind>` in
+`.tunepipe/bench-quality/`: rerunning the same command continues a killed search) writes the overlay
+`configs/tuned/quality-<kind>.yaml`, then validate → tokenize → train → evaluate per seed with base + overlay. The
+search never sees the test split; each seed's test figures are measured once. `--trials 0` skips the search and trains
+`--recipe` (default: the kind's own overlay if present, else the base config). `--search-rows N` searches on N training
+rows (sentences for CoNLL) and trains the final runs on all. `--max-rows N` makes a smoke run on N rows of the data;
+`--set k=v` applies to search and final runs, `--search-set k=v` to the search only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from _results import FPB_50AGREE, REPO, SHARED_DATA, machine, subset, train_and_score, write_section
+
+FPB_ALLAGREE = SHARED_DATA / "financial_phrasebank" / "Sentences_AllAgree.txt"
+CONLL = SHARED_DATA / "conll2003"
+STORE = REPO / ".tunepipe" / "bench-quality"
+
+
+@dataclass(frozen=True)
+class Kind:
+    title: str
+    config: str
+    data: Path
+    sets: tuple[str, ...]
+    metrics: tuple[str, ...]  # test metrics shown; the first ones have targets
+    targets: dict[str, float]
+    trials: int
+    seeds: tuple[int, ...]
+    search_rows: int | None = None  # default --search-rows
+    rows_field: str = "data.max_train_rows"
+
+
+FPB_SETS = ("data.split.method=stratified", "data.split.seed=42")
+FPB_TARGETS = {"accuracy": 0.86, "macro_f1": 0.84}  # FinBERT's on 50Agree
+
+
+def phrasebank(
+    title: str, data: Path, sets: tuple[str, ...], targets: dict[str, float], trials: int, seeds: int
+) -> Kind:
+    config, metrics = "configs/financial_phrasebank.yaml", ("accuracy", "macro_f1")
+    return Kind(title, config, data, (*FPB_SETS, *sets), metrics, targets, trials, tuple(range(42, 42 + seeds)))
+
+
+KINDS = {
+    "fpb50": phrasebank(
+        "Financial PhraseBank 50Agree, default model, searched recipe", FPB_50AGREE, (), FPB_TARGETS, 20, 3
+    ),
+    "fpb-all": phrasebank(
+        "Financial PhraseBank AllAgree, default model, searched recipe",
+        FPB_ALLAGREE,
+        ("data.name=financial_phrasebank_allagree",),
+        {"accuracy": 0.97, "macro_f1": 0.955},
+        20,
+        3,
+    ),
+    "conll": Kind(
+        "CoNLL-2003 English NER, full eng.train, default model, searched recipe",
+        "configs/conll2003.yaml",
+        CONLL,
+        (),
+        ("entity_f1", "entity_precision", "entity_recall"),
+        {"entity_f1": 0.89},
+        8,
+        (42,),
+        search_rows=4000,
+        rows_field="data.max_train_sentences",
+    ),
+    "mpnet": phrasebank(
+        "Financial PhraseBank 50Agree, mpnet-base (all-mpnet-base-v2, 110M)",
+        FPB_50AGREE,
+        ("model.name=mpnet-base",),
+        FPB_TARGETS,
+        0,
+        1,
+    ),
+}
+
+
+def search(kind: str, base: list[str], sets: list[str], trials: int, scratch: Path | None) -> tuple[dict, float, Path]:
+    """The study `quality-<kind>` to `trials` finished trials; its result, wall seconds and overlay. A smoke run
+    (`scratch`) keeps its study, store and overlay there, apart from the benchmark's."""
+    from pipeline_lib.commands.tune import tune
+    from pipeline_lib.config import load_config
+
+    where = STORE if scratch is None else scratch / "store"
+    placed = [f"paths.store={where}", f"paths.artifacts={where / 'artifacts'}", f"tune.study=quality-{kind}"]
+    if scratch is not None:
+        placed += [f"tune.overlay_dir={scratch / 'tuned'}", f"paths.write_roots=[., {scratch}]"]
+    cfg = load_config(base, [*sets, *placed, f"tune.trials={trials}"])
+    start = time.perf_counter()
+    result = tune(cfg, base).to_dict()
+    return result, time.perf_counter() - start, (REPO / result["overlay"]).resolve()
+
+
+def final_runs(spec: Kind, layers: list[str], sets: list[str], seeds: list[int]) -> list[dict]:
+    rows = []
+    for seed in seeds:
+        start = time.perf_counter()
+        cfg, results, timings = train_and_score(layers, [*sets, f"train.seed={seed}"])
+        rows.append(
+            {
+                "seed": seed,
+                "metrics": results["evaluate"]["metrics"],
+                "train": results["train"],
+                "rows": results["validate"]["rows"],
+                "train_s": timings["train"],
+                "wall_s": time.perf_counter() - start,
+                "recipe": cfg.train.model_dump(mode="json"),
+            }
+        )
+        shown = " ".join(f"{m}={rows[-1]['metrics'][m]:.4f}" for m in spec.metrics)
+        print(f"[seed {seed}] {shown} ({rows[-1]['wall_s']:.0f} s)", flush=True)
+    return rows
+
+
+def spread(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.4f} ± {sd:.4f}" if len(values) > 1 else f"{mean:.4f}"
+
+
+def verdict(spec: Kind, rows: list[dict], tried: str) -> list[str]:
+    lines = []
+    for metric, target in spec.targets.items():
+        mean = statistics.fmean(r["metrics"][metric] for r in rows)
+        if mean >= target:
+            lines.append(f"- {metric}: mean {mean:.4f} ≥ target {target}: **met**.")
+        else:
+            lines.append(
+                f"- {metric}: mean {mean:.4f} < target {target}: **missed by {target - mean:.4f}**; tried: {tried}."
+            )
+    return lines
+
+
+def report(
+    spec: Kind, args: argparse.Namespace, found: dict | None, search_s: float, rows: list[dict], recipe: str
+) -> str:
+    header = "| seed | split (train/val/test) | epochs run (best) | " + " | ".join(f"test {m}" for m in spec.metrics)
+    header += " | train time | wall time |"
+    lines = [header, "|" + "---|" * (5 + len(spec.metrics))]
+    for r in rows:
+        split = f"{r['rows']['train']}/{r['rows']['validation']}/{r['rows']['test']}"
+        figures = " | ".join(f"{r['metrics'][m]:.4f}" for m in spec.metrics)
+        lines.append(
+            f"| {r['seed']} | {split} | {r['train']['epochs_run']} ({r['train']['best_epoch']}) | {figures} "
+            f"| {r['train_s']:.0f} s | {r['wall_s']:.0f} s |"
+        )
+    means = " | ".join(f"**{spread([r['metrics'][m] for r in rows])}**" for m in spec.metrics)
+    lines.append(f"| mean ± sd | | | {means} | | {sum(r['wall_s'] for r in rows):.0f} s |")
+    if found:
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(found["trials"].items()))
+        params = ", ".join(f"{k.removeprefix('train.')}={_value(v)}" for k, v in sorted(found["params"].items()))
+        search_line = (
+            f"Search: study `{found['study']}`, {counts} trials ({args.trials} finished asked), {search_s:.0f} s wall"
+            f"{f' on {args.search_rows} training rows' if args.search_rows else ''}; best trial {found['best_trial']}: "
+            f"validation {found['metric']} {found['best_value']:.4f} with {params}. Overlay `{found['overlay']}`."
+        )
+        tried = f"{sum(found['trials'].values())} trials of TPE over {_space(found)}"
+    else:
+        search_line = f"No search (--trials 0): recipe {recipe}."
+        tried = f"the recipe {recipe}, no search"
+    train = rows[0]["recipe"]
+    recipe_line = ", ".join(f"{k}={_value(train[k])}" for k in _SHOWN) + f", lora={train['lora']['enabled']}"
+    total = search_s + sum(r["wall_s"] for r in rows)
+    body = [
+        f"## {spec.title} (issue 17): `{args.section}`",
+        "",
+        *lines,
+        "",
+        search_line,
+        f"Final recipe: {recipe_line}. Targets:",
+        *verdict(spec, rows, tried),
+        f"Cost: {total:.0f} s wall in all ({search_s:.0f} s search, {total - search_s:.0f} s for {len(rows)} final runs).",
+        f"Machine: {machine()}.",
+    ]
+    return "\n".join(body)
+
+
+_SHOWN = ("epochs", "batch_size", "learning_rate", "warmup_ratio", "weight_decay", "freeze")
+
+
+def _value(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _space(found: dict) -> str:
+    names = sorted({k for row in found["ran"] for k in row["params"]})
+    return ", ".join(n.removeprefix("train.") for n in names)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=sorted(KINDS))
+    parser.add_argument("--trials", type=int, default=None, help="finished trials (0: no search)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--data", default=None, help="the data file or folder (default: ../shared/data/...)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--search-set", dest="search_overrides", action="append", default=[])
+    parser.add_argument("--search-rows", type=int, default=None, help="search on this many training rows (0: all)")
+    parser.add_argument("--max-rows", type=int, default=None, help="a smoke run on this many rows of the data")
+    parser.add_argument("--recipe", default=None, help="with --trials 0: the overlay to train (default: the kind's)")
+    parser.add_argument("--section", default=None, help="RESULTS.md section (default: quality_<kind>)")
+    args = parser.parse_args()
+    spec = KINDS[args.kind]
+    args.trials = spec.trials if args.trials is None else args.trials
+    args.search_rows = spec.search_rows if args.search_rows is None else (args.search_rows or None)
+    args.section = args.section or f"quality_{args.kind.replace('-', '_')}"
+    os.chdir(REPO)  # the overlay goes to configs/tuned/, inside the config's write root "."
+
+    data = Path(args.data) if args.data else spec.data
+    scratch = None
+    if args.max_rows:
+        scratch = tempfile.TemporaryDirectory(prefix="quality-smoke-")
+        data = Path(scratch.name) / data.name
+        subset(spec.data, data, args.max_rows)
+    sets = [f"data.path={data}", *spec.sets, *args.overrides]
+    base = [str(REPO / spec.config)]
+    found, search_s = None, 0.0
+    if args.trials:
+        search_sets = [*sets, *args.search_overrides]
+        if args.search_rows:
+            search_sets.append(f"{spec.rows_field}={args.search_rows}")
+        found, search_s, overlay = search(
+            args.kind, base, search_sets, args.trials, Path(scratch.name) if scratch else None
+        )
+        recipe = str(overlay.relative_to(REPO)) if overlay.is_relative_to(REPO) else str(overlay)
+    else:
+        own = REPO / "configs" / "tuned" / f"quality-{args.kind if args.kind != 'mpnet' else 'fpb50'}.yaml"
+        recipe_path = Path(args.recipe) if args.recipe else own
+        recipe = str(recipe_path) if recipe_path.is_file() else "the base config"
+        overlay = recipe_path if recipe_path.is_file() else None
+    layers = [*base, str(overlay)] if overlay else base
+    rows = final_runs(spec, layers, sets, args.seeds or list(spec.seeds))
+    body = report(spec, args, found, search_s, rows, recipe)
+    if args.max_rows:
+        body += f"\n\n(Smoke run on {args.max_rows} rows of {spec.data.name}: the figures are not the benchmark's.)"
+    write_section(args.section, body)
+    print(body)
+    if scratch is not None:
+        scratch.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
