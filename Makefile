@@ -40,7 +40,7 @@ repro: install
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile  # two workers, each test module on one of them
 
 lint: install
 	$(BIN)/ruff check .

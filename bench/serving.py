@@ -63,7 +63,7 @@ def main() -> None:
                 f"data.path={args.data}",
                 f"paths.store={tmp}/store",
                 f"export.runtime_timing_sentences={args.sentences}",
-                "export.time_references=true",
+                "export.benchmark=true",
                 *args.overrides,
             ],
         )

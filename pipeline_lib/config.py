@@ -282,7 +282,7 @@ class ExportConfig(_Section):
     runtime_min_agreement: float = Field(0.95, ge=0, le=1)  # served labels agree with fp32 this often (= int8 gate)
     runtime_timing_sentences: int = Field(64, ge=4)  # real test sentences timed at batch 1
     calibration_sentences: int = Field(256, ge=0)  # training sentences that calibrate static int8; 0: none
-    time_references: bool = False  # also time PyTorch fp32 (and bf16 on bf16 hardware) beside the candidates
+    benchmark: bool = False  # time every candidate in full, and PyTorch fp32 (bf16 on bf16 hardware) as references
 
 
 class RegistryConfig(_Section):

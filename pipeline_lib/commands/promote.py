@@ -22,6 +22,7 @@ from pipeline_lib.registry.promotion import (
     move_champion,
     record,
 )
+from pipeline_lib.runtime.predictor import META_FILE
 
 TEST_SPLIT_ARTIFACT = "data/test.parquet"
 
@@ -47,8 +48,11 @@ def gate_version(cfg: PipelineConfig, client: Any, name: str, version: Any) -> G
     test = pd.read_parquet(_download(version.run_id, TEST_SPLIT_ARTIFACT, "logged test split", ref))
     summary = json.loads(_download(version.run_id, EXPORT_SUMMARY_ARTIFACT, "export summary", ref).read_text())
     onnx_dir = store.onnx_dir_for(cfg, client, name, str(version.version))
+    if not cfg.data.labels:  # inferred at its training: the version's own labels, as its ONNX folder records them
+        labels = json.loads((onnx_dir / META_FILE).read_text(encoding="utf-8"))["labels"]
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"inferred_labels": labels})})
     texts = test["text"].astype(str).tolist()
-    pred = onnx_predictions(onnx_dir, texts, list(cfg.data.labels))
+    pred = onnx_predictions(onnx_dir, texts, cfg.data.label_names)
     if pred is None:
         raise PromotionError(f"{ref}: its labels differ from data.labels {cfg.data.labels} in the config")
     champion = current_champion(cfg, client, texts, name)

@@ -74,7 +74,8 @@ def select(
     A candidate over the metric budget is not timed (it cannot be chosen). Eligible ones are first timed on a short
     probe (`PROBE_SENTENCES` at batch 1, one batch of 32); one `CLEARLY_SLOWER` than the best probe at both batch
     sizes is not timed further. PyTorch fp32 (and bf16 where the CPU does bf16 in hardware) are timed as references
-    only with `export.time_references` (the benchmarks set it): they never change the choice. Whatever was not timed
+    only with `export.benchmark`, which also times every candidate in full (the benchmarks set it): references never
+    change the choice. Whatever was not timed
     is listed with the reason in `not_timed`."""
     import torch
 
@@ -94,7 +95,7 @@ def select(
                 "eligible": eligible,
             }
         )
-        if eligible:
+        if eligible or cfg.export.benchmark:
             predictors[name] = OnnxPredictor.from_dir(folder, num_threads=threads, cpu_only=True, graph=graph)
         else:
             not_timed[name] = "over the metric budget or the agreement floor: it cannot be chosen"
@@ -102,8 +103,9 @@ def select(
         name: speed(p.logits, texts[:PROBE_SENTENCES], PROBE_SENTENCES, batch32_rounds=1)
         for name, p in predictors.items()
     }
-    best_latency = min((probe["p50_ms_batch1"] for probe in probes.values()), default=0.0)
-    best_rate = max((probe["samples_per_s_batch32"] for probe in probes.values()), default=0.0)
+    can_win = {row["runtime"] for row in rows if row["eligible"]}
+    best_latency = min((p["p50_ms_batch1"] for n, p in probes.items() if n in can_win), default=0.0)
+    best_rate = max((p["samples_per_s_batch32"] for n, p in probes.items() if n in can_win), default=0.0)
     for row in rows:
         name = row["runtime"]
         if name not in probes:
@@ -113,13 +115,13 @@ def select(
             probe["p50_ms_batch1"] > CLEARLY_SLOWER * best_latency
             and probe["samples_per_s_batch32"] * CLEARLY_SLOWER < best_rate
         )
-        if slower:
+        if slower and not cfg.export.benchmark:
             row.update(probe, timed="probe")
             not_timed[name] = f"clearly slower than the best on the {PROBE_SENTENCES}-sentence probe at batch 1 and 32"
         else:
             row.update(speed(predictors[name].logits, texts, len(texts)), timed="full")
     references = []
-    if cfg.export.time_references:
+    if cfg.export.benchmark:
         model.eval()
         precisions = {"pytorch-fp32": False, "pytorch-bf16": True}
         if not cpu_bf16_flags():
@@ -130,8 +132,8 @@ def select(
             if name not in not_timed
         ]
     else:
-        not_timed["pytorch references"] = "export.time_references is off: a reference never changes the choice"
-    timed = [row for row in rows if row.get("timed")]
+        not_timed["pytorch references"] = "export.benchmark is off: a reference never changes the choice"
+    timed = [row for row in rows if row.get("timed") == "full" and row["eligible"]]
     chosen = min(timed, key=lambda row: (row["p50_ms_batch1"], -row["samples_per_s_batch32"])) if timed else rows[0]
     meta_file = folder / META_FILE
     meta = json.loads(meta_file.read_text(encoding="utf-8"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -10,12 +11,23 @@ import pytest
 
 from pipeline_lib.data.versions import SEED_DATASET
 
+
 # A few steps on a tiny slice, no quality floors; the serving runtime is not chosen by timing (test_flow.py and
 # test_runtimes.py cover that choice; elsewhere it only adds ~10 s per export), and the latency gate times 10 texts.
 # One step cache for the whole session: runs with the same data and config (most tests train the same tiny slice)
 # reuse each other's tokenized data, trained model and export instead of training again. Tests about the cache
 # itself, or about training as it runs, take `PRIVATE_CACHE`.
-SESSION_CACHE = Path(tempfile.mkdtemp(prefix="tunepipe-test-cache-"))
+def _session_cache() -> Path:
+    """One folder per test run, the same in every pytest-xdist worker of it (their run id), else a fresh one."""
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run_id:
+        return Path(tempfile.mkdtemp(prefix="tunepipe-test-cache-"))
+    folder = Path(tempfile.gettempdir()) / f"tunepipe-test-cache-{run_id}"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+SESSION_CACHE = _session_cache()
 SHARED_CACHE = [f"paths.cache={SESSION_CACHE}", f"paths.write_roots=[., {SESSION_CACHE}]"]
 PRIVATE_CACHE = ["paths.cache=null", "paths.write_roots=[.]"]
 FAST_RUN = [

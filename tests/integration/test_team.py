@@ -34,7 +34,7 @@ from pipeline_lib.registry import ledger, store
 from pipeline_lib.registry.journal import PENDING, STATUS_TAG
 from pipeline_lib.registry.promotion import CHAMPION_ACTIONS
 
-from .conftest import FAST_RUN, cli_sets, overrides
+from .conftest import FAST_RUN, PRIVATE_CACHE, cli_sets, overrides
 from .servers import BIN, child_env
 from .team import REPO, TeamStack, prefect_client, team_stack
 from .test_schedule import team_repo  # noqa: F401  (a fixture: the team's git + DVC repository the worker clones)
@@ -186,7 +186,7 @@ def two_runs(stack: TeamStack, team_repo: Path, tmp_path_factory: pytest.TempPat
     home = tmp_path_factory.mktemp("deployer-prefect-home")
     env = stack.client_env(PREFECT_HOME=str(home), TUNEPIPE_GIT_URL=str(team_repo))
     run_ok([f"{BIN}/prefect", "--no-prompt", "deploy", "--name", "weekly", "--name", "on-data-change"], team_repo, env)
-    params = json.dumps({"overrides": FAST_RUN, "force": True})
+    params = json.dumps({"overrides": [*FAST_RUN, *PRIVATE_CACHE], "force": True})  # the worker really trains
     triggers = [
         subprocess.Popen(
             [f"{BIN}/prefect", "deployment", "run", f"retrain/{name}", "--params", params],

@@ -14,9 +14,11 @@ from pipeline_lib.steps.export import export
 from tests.unit.steps.test_export import make_trained_run
 
 
-@pytest.mark.parametrize(("budget", "bf16_flags"), [(0.0, ("avx512_bf16",)), (1.0, ())])
+@pytest.mark.parametrize(
+    ("budget", "bf16_flags", "benchmark"), [(0.0, ("avx512_bf16",), False), (1.0, (), False), (0.0, (), True)]
+)
 def test_export_times_what_can_win_and_records_the_fastest_eligible(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: float, bf16_flags: tuple[str, ...]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: float, bf16_flags: tuple[str, ...], benchmark: bool
 ):
     monkeypatch.setattr(selection, "cpu_bf16_flags", lambda: bf16_flags)  # the CPU's bf16 hardware, overridden
     cfg = PipelineConfig.model_validate(
@@ -26,7 +28,7 @@ def test_export_times_what_can_win_and_records_the_fastest_eligible(
                 "select_runtime": True,
                 "runtime_metric_budget": budget,
                 "runtime_timing_sentences": 8,
-                "time_references": True,
+                "benchmark": benchmark,
             },
             "paths": {"store": str(tmp_path / "store")},
         }
@@ -35,21 +37,23 @@ def test_export_times_what_can_win_and_records_the_fastest_eligible(
     table = export(cfg, run).runtime
     rows = {row["runtime"]: row for row in table["candidates"]}
     assert set(rows) == {"onnxruntime-fp32", "onnxruntime-int8-dynamic", "onnxruntime-int8-static"}
-    # PyTorch bf16 is a reference only where bf16 runs in hardware; elsewhere the table says why it is absent
-    timed = {"pytorch-fp32", "pytorch-bf16"} if bf16_flags else {"pytorch-fp32"}
-    assert {ref["runtime"] for ref in table["references"]} == timed
-    assert ("pytorch-bf16" in table["not_timed"]) == (not bf16_flags)
+    if benchmark:  # a benchmark times every candidate in full, and PyTorch as references (bf16 only on bf16 hardware)
+        assert {ref["runtime"] for ref in table["references"]} == {"pytorch-fp32"}
+        assert "no bf16 hardware" in table["not_timed"]["pytorch-bf16"]
+        assert all(row["timed"] == "full" for row in rows.values())
+    else:  # the pipeline times only what can change the choice, and says what it left out
+        assert table["references"] == [] and "never changes the choice" in table["not_timed"]["pytorch references"]
     for row in rows.values():
         floor = cfg.export.runtime_min_agreement
         assert row["eligible"] == (row["metric"] >= table["metric_torch"] - budget and row["agreement"] >= floor)
-        if not row["eligible"]:  # it cannot win: never timed, and the table says why
+        if not row["eligible"] and not benchmark:  # it cannot win: never timed, and the table says why
             assert "timed" not in row and "metric budget" in table["not_timed"][row["runtime"]]
-        else:
+        elif row["eligible"]:
             assert row["timed"] in ("full", "probe") and row["p50_ms_batch1"] > 0 and row["samples_per_s_batch32"] > 0
             assert (row["timed"] == "probe") == (row["runtime"] in table["not_timed"])
     for row in table["references"]:
         assert row["p50_ms_batch1"] > 0 and row["samples_per_s_batch32"] > 0
-    full = [row for row in rows.values() if row.get("timed") == "full"]
+    full = [row for row in rows.values() if row.get("timed") == "full" and row["eligible"]]
     assert table["chosen"] == min(full, key=lambda r: (r["p50_ms_batch1"], -r["samples_per_s_batch32"]))["runtime"]
 
     meta = json.loads((run.onnx_dir / "tunepipe.json").read_text())

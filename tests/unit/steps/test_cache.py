@@ -23,12 +23,14 @@ def cfg(*extra: str):
     return load_config(None, ["data.path=data.csv", *extra])
 
 
-def test_validate_key_follows_data_and_data_config_only(workdir: Path):
+def test_validate_key_follows_data_data_config_and_the_champion_only(workdir: Path):
     run = RunDir(workdir / "run")
     base = cache.fingerprint("validate", cfg(), run)
-    assert base is not None and set(base.parts) == {"data_file", "config", "code"}
+    assert base is not None and set(base.parts) == {"data_file", "champion", "config", "code"}
+    assert base.parts["champion"] == "none"  # its drift check compares with the champion: no champion yet
     assert cache.fingerprint("validate", cfg("train.learning_rate=1e-3"), run).key == base.key
     assert cache.fingerprint("validate", cfg("data.min_chars=5"), run).key != base.key
+    assert cache.fingerprint("validate", cfg("gates.drift.label_mix.max=0.3"), run).key != base.key
     (workdir / "data.csv").write_text("text,label\nup,positive\ndown,negative\n")
     changed = cache.fingerprint("validate", cfg(), run)
     assert changed.key != base.key
