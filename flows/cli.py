@@ -223,6 +223,12 @@ def lineage(
         typer.echo(f"  drift against champion v{drift['champion']}: {shown}")
     elif drift:
         typer.echo(f"  drift: {drift['status']}")
+    if info.get("tuned"):
+        t = info["tuned"]
+        typer.echo(
+            f"  tuned: study {t['study']} trial {t['trial']} (validation {t.get('metric')} {t.get('value', 0):.4f}, "
+            f"{t.get('finished_trials')} finished trials, data {str(t.get('data_md5'))[:12]}, {t.get('storage')})"
+        )
     typer.echo(f"  promotion: {info['promotion']}")
 
 

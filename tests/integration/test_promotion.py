@@ -19,7 +19,7 @@ from flows.cli import app
 from pipeline_lib.config import load_config
 from pipeline_lib.layout import RunDir, new_run
 from pipeline_lib.registry import store
-from pipeline_lib.steps import STEPS, run_step
+from pipeline_lib.steps import STEPS, run_step, with_inferred_labels
 from pipeline_lib.task_types.classification import torch_logits
 
 from .conftest import cli_sets, overrides
@@ -143,6 +143,7 @@ def test_pyfunc_on_alias_matches_cli_predict_and_pytorch(versions, in_workspace:
     assert result.exit_code == 0, result.output
     from_cli = [json.loads(line)["label"] for line in result.output.strip().splitlines()]
     logits = torch_logits(run.model_dir, texts, cfg.model.max_length)
-    from_torch = [cfg.data.labels[i] for i in np.argmax(logits, axis=-1)]
+    labels = with_inferred_labels(cfg, run).data.label_names  # the labels validate inferred for that run
+    from_torch = [labels[i] for i in np.argmax(logits, axis=-1)]
     assert from_pyfunc == from_cli == from_torch
     assert len(set(from_torch)) > 1  # a model that predicts one label everywhere would make this vacuous

@@ -87,7 +87,7 @@ def test_the_local_stack_is_the_compose_stack_with_local_hosts_ports_and_folders
     ]
     postgres = team_env.postgres({})
     assert (postgres.user, postgres.password) == ("tunepipe", "change-me-postgres")
-    assert postgres.databases() == ["mlflow", "prefect"]  # POSTGRES_DB, and what postgres-init.sql creates
+    assert postgres.databases() == ["mlflow", "prefect", "optuna"]  # POSTGRES_DB, and what postgres-init.sql creates
 
 
 def test_a_compose_value_no_rule_translates_is_reported():
