@@ -42,7 +42,9 @@ def machine() -> str:
         int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
     )
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    flags = ",".join(cap.cpu_flags) or "no bf16 flags"
+    words = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    simd = "avx512f" if " avx512f" in words else "avx2" if " avx2" in words else "no avx2"
+    flags = ",".join(cap.cpu_flags) or f"{simd}, no bf16"
     return f"{cpu}, {cap.cores} cores ({flags}), {mem_kb / 2**20:.0f} GiB, {gpu}; torch {torch.__version__}"
 
 

@@ -94,8 +94,17 @@ def main() -> None:
             + f"{row.get('agreement', '—')} | {row.get('eligible', 'reference')} | "
             f"{row['samples_per_s_batch32'] * flop / peak:.1%} ({PRECISION[row['runtime']]}) |"
         )
+    chosen = next(r for r in table["candidates"] if r["runtime"] == table["chosen"])
+    speedup = chosen["samples_per_s_batch32"] / base["samples_per_s_batch32"]
+    p50 = chosen["p50_ms_batch1"]
+    targets = (
+        f"Targets (issue 16), chosen runtime: batch-1 p50 <= 1.2 ms: {p50:.2f} ms, "
+        + ("met" if p50 <= 1.2 else f"NOT met (by {p50 - 1.2:.2f} ms)")
+        + f"; batch 32 >= 8x PyTorch fp32 within 0.5 pt of its macro-F1: {speedup:.2f}x, "
+        + ("met." if speedup >= 8 else f"NOT met (by {8 - speedup:.2f}x).")
+    )
     body = (
-        "## Serving runtimes chosen by measurement (issue 9)\n\n"
+        "## Serving runtimes chosen by measurement (issues 9 and 16)\n\n"
         f"Export step's table for all-MiniLM-L6-v2 fine-tuned on Financial PhraseBank 50Agree (configs/"
         f"financial_phrasebank.yaml), {table['sentences']} real test sentences (mean {table['mean_words']} words), "
         f"{table['threads']} threads, metric budget {table['metric_budget']} of macro-F1 below PyTorch "
@@ -103,7 +112,7 @@ def main() -> None:
         f"Chosen: **{table['chosen']}** (`{table['graph']}`).\n\n"
         + "\n".join(lines)
         + "".join(f"\n\nNot timed: {name}: {why}." for name, why in table.get("not_timed", {}).items())
-        + f"\n\nMachine: {machine()}."
+        + f"\n\n{targets}\n\nMachine: {machine()}."
     )
     write_section("serving", body)
     print(body)

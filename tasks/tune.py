@@ -3,19 +3,29 @@ lives in its Optuna storage and each call continues it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from pipeline_lib.commands import tune
 from pipeline_lib.config import PipelineConfig
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+def _search_module() -> ModuleType:
+    """`pipeline_lib.commands.tune`, imported when a tune task runs: it pulls in the registry, MLflow and
+    scikit-learn, which the retrain flow (importing this module for `tune.retune_every`) must not pay for at start."""
+    from pipeline_lib.commands import tune
+
+    return tune
 
 
 @task(name="tune-prepare", cache_policy=NO_CACHE)
 def prepare(cfg: PipelineConfig) -> dict[str, Any]:
     """Validate and tokenize once; create or continue the study and its MLflow run."""
-    info = tune.prepare(cfg)
+    info = _search_module().prepare(cfg)
     get_run_logger().info("[tune] study %s, base %s, trials so far %s", info["study"], info["base"], info["trials"])
     return info
 
@@ -26,14 +36,14 @@ def search(cfg: PipelineConfig, worker: int = 0, workers: int = 1) -> dict[str, 
     from pipeline_lib.environment import apply_quiet_env
 
     apply_quiet_env()
-    counts = tune.search(cfg, worker, workers)
+    counts = _search_module().search(cfg, worker, workers)
     get_run_logger().info("[tune] worker %d done: %s", worker, counts)
     return counts
 
 
 @task(name="tune-finish", cache_policy=NO_CACHE)
 def finish(cfg: PipelineConfig, base_files: list[str]) -> dict[str, Any]:
-    result = tune.finish(cfg, base_files).to_dict()
+    result = _search_module().finish(cfg, base_files).to_dict()
     get_run_logger().info(
         "[tune] best trial %d: validation %s %.4f; overlay %s",
         result["best_trial"],
@@ -46,6 +56,6 @@ def finish(cfg: PipelineConfig, base_files: list[str]) -> dict[str, Any]:
 
 @task(name="retune-decision", cache_policy=NO_CACHE)
 def retune_decision(cfg: PipelineConfig) -> dict[str, Any]:
-    decision = tune.retune_decision(cfg).to_dict()
+    decision = _search_module().retune_decision(cfg).to_dict()
     get_run_logger().info("[retune] %s: %s", "search" if decision["retune"] else "no search", decision["reason"])
     return decision

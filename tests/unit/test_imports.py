@@ -4,6 +4,8 @@ imports another's private names, nothing imports Prefect, and every package says
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,3 +136,17 @@ def test_the_checks_see_a_lazy_loop_a_private_name_and_prefect(looping_package: 
     assert loop is not None and set(loop) == {"pkg.a", "pkg.sub.b"}
     edges = imports(looping_package)["pkg.c"]
     assert ("pkg.sub.b", "_hidden") in edges and ("prefect", None) in edges
+
+
+HEAVY = ("mlflow", "sklearn", "torch", "transformers", "optuna", "great_expectations", "onnxruntime", "pandas")
+
+
+def test_the_cli_and_the_flows_start_without_the_heavy_libraries():
+    """Every `tunepipe` command imports the CLI first, `run` and `tune` their flows: the libraries a step needs load in
+    that step, so `tunepipe lineage`, `ledger` or `--help` never wait for them."""
+    code = (
+        "import sys, flows.cli, flows.retrain, flows.tune; "
+        f"print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert not loaded, f"imported at start: {', '.join(loaded)}"
