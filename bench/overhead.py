@@ -1,7 +1,7 @@
 """Pipeline overhead (issue 7): the same training with and without the pipeline around it.
 
     python bench/overhead.py [--datasets tiny fpb] [--home warm|cold] [--epochs N] [--repeats N] [--max-rows N]
-                             [--fpb-data FILE]
+                             [--fpb-data FILE] [--section NAME]
 
 Per dataset (`tiny`: the packaged 360-row sample with configs/default.yaml; `fpb`: Financial PhraseBank 50Agree with
 configs/financial_phrasebank.yaml), each config as is unless --epochs is given, in a fresh throw-away workspace: a git
@@ -426,6 +426,7 @@ def main() -> None:
         help="warm: Prefect's database and the MLflow store exist before the timed run (every retrain but a "
         "machine's first); cold: both are created during it",
     )
+    parser.add_argument("--section", default="overhead", help="RESULTS.md section to write (a partial rerun: another)")
     parser.add_argument("--child", choices=["raw", "prefect", "store", "import"], help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
@@ -453,7 +454,7 @@ def main() -> None:
         key: measure(data[key], args.epochs, args.max_rows, args.repeats, args.home == "warm") for key in args.datasets
     }
     body = report(results, data, costs, args)
-    write_section("overhead", body)
+    write_section(args.section, body)
     print(body)
 
 
