@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -27,24 +26,15 @@ def machine() -> str:
     """CPU model, usable cores, memory and accelerator, in one line."""
     import torch
 
-    from pipeline_lib.hardware import detect
+    from pipeline_lib.hardware import cpu_model, detect, vector_isa
 
     cap = detect()
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor(),
-    )
+    cpu = cpu_model()
     mem_kb = next(
         int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
     )
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    words = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    simd = "avx512f" if " avx512f" in words else "avx2" if " avx2" in words else "no avx2"
-    flags = ",".join(cap.cpu_flags) or f"{simd}, no bf16"
+    flags = ",".join(cap.cpu_flags) or f"{vector_isa()}, no bf16"
     return f"{cpu}, {cap.cores} cores ({flags}), {mem_kb / 2**20:.0f} GiB, {gpu}; torch {torch.__version__}"
 
 

@@ -30,26 +30,42 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, ...]:
-    """The bf16 instruction-set flags the CPU reports (AMX or AVX-512 BF16)."""
+def _cpuinfo_field(name: str, cpuinfo: Path) -> str:
+    """The first `name : value` line of /proc/cpuinfo (empty where there is none or no such file)."""
     try:
         text = cpuinfo.read_text()
     except OSError:
-        return ()
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith(name)), "")
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name as the kernel reports it (else what `platform` knows)."""
+    import platform
+
+    return _cpuinfo_field("model name", cpuinfo) or platform.processor() or platform.machine()
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """Every instruction-set flag the CPU reports."""
+    return frozenset(_cpuinfo_field("flags", cpuinfo).split())
+
+
+def vector_isa(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The widest vector instruction set: avx512f, avx2, or neither (what CPU timings depend on most)."""
+    flags = cpu_flags(cpuinfo)
+    return next((isa for isa in ("avx512f", "avx2") if isa in flags), "no avx2")
+
+
+def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, ...]:
+    """The bf16 instruction-set flags the CPU reports (AMX or AVX-512 BF16)."""
+    flags = cpu_flags(cpuinfo)
     return tuple(flag for flag in BF16_CPU_FLAGS if flag in flags)
 
 
 def machine_signature(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """What timings depend on: the CPU model, its bf16 flags and the usable cores (for cache keys of measurements)."""
-    import platform
-
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        text = ""
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
-    return f"{model or platform.processor() or platform.machine()}|{','.join(cpu_bf16_flags(cpuinfo))}|{usable_cores()}"
+    return f"{cpu_model(cpuinfo)}|{','.join(cpu_bf16_flags(cpuinfo))}|{usable_cores()}"
 
 
 def detect(force_cpu: bool = False) -> Capability:

@@ -3,15 +3,13 @@ lives in its Optuna storage and each call continues it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from pipeline_lib.config import PipelineConfig
-
-if TYPE_CHECKING:
-    from types import ModuleType
 
 
 def _search_module() -> ModuleType:

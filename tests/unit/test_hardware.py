@@ -1,6 +1,13 @@
 import pytest
 
-from pipeline_lib.hardware import Capability, cpu_bf16_flags, resolve_precision
+from pipeline_lib.hardware import (
+    Capability,
+    cpu_bf16_flags,
+    cpu_model,
+    machine_signature,
+    resolve_precision,
+    vector_isa,
+)
 
 
 def cap(device="cpu", bf16=False):
@@ -28,3 +35,13 @@ def test_cpu_flags_read_from_cpuinfo(tmp_path):
     assert cpu_bf16_flags(info) == ("avx512_bf16",)
     info.write_text("processor : 0\nflags : fpu sse avx2\n")
     assert cpu_bf16_flags(info) == ()
+
+
+def test_model_vector_isa_and_signature_read_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor : 0\nmodel name : AMD EPYC\nflags : fpu fma avx avx2 sha_ni\n")
+    assert (cpu_model(info), vector_isa(info)) == ("AMD EPYC", "avx2")
+    assert machine_signature(info).startswith("AMD EPYC||")  # model | no bf16 flags | cores
+    info.write_text("model name : AMD EPYC\nflags : avx2 avx512f avx512_bf16\n")
+    assert vector_isa(info) == "avx512f" and machine_signature(info).startswith("AMD EPYC|avx512_bf16|")
+    assert vector_isa(tmp_path / "missing") == "no avx2" and cpu_bf16_flags(tmp_path / "missing") == ()
