@@ -12,7 +12,8 @@ Each kind runs the library (no Prefect, no registry): `commands.tune` (study `qu
 search never sees the test split; each seed's test figures are measured once. `--trials 0` skips the search and trains
 `--recipe` (default: the kind's own overlay if present, else the base config). `--search-rows N` searches on N training
 rows (sentences for CoNLL) and trains the final runs on all. `--max-rows N` makes a smoke run on N rows of the data;
-`--set k=v` applies to search and final runs, `--search-set k=v` to the search only.
+`--set k=v` applies to search and final runs, `--search-set k=v` to the search only; `--search-only` stops after the
+search (its trial table and overlay) and trains no final runs.
 """
 
 from __future__ import annotations
@@ -59,11 +60,9 @@ def phrasebank(
 
 
 KINDS = {
-    "fpb50": phrasebank(
-        "Financial PhraseBank 50Agree, default model, searched recipe", FPB_50AGREE, (), FPB_TARGETS, 20, 3
-    ),
+    "fpb50": phrasebank("Financial PhraseBank 50Agree, default model", FPB_50AGREE, (), FPB_TARGETS, 20, 3),
     "fpb-all": phrasebank(
-        "Financial PhraseBank AllAgree, default model, searched recipe",
+        "Financial PhraseBank AllAgree, default model",
         FPB_ALLAGREE,
         ("data.name=financial_phrasebank_allagree",),
         {"accuracy": 0.97, "macro_f1": 0.955},
@@ -71,7 +70,7 @@ KINDS = {
         3,
     ),
     "conll": Kind(
-        "CoNLL-2003 English NER, full eng.train, default model, searched recipe",
+        "CoNLL-2003 English NER (eng.train → eng.testa → eng.testb), default model",
         "configs/conll2003.yaml",
         CONLL,
         (),
@@ -152,9 +151,37 @@ def verdict(spec: Kind, rows: list[dict], tried: str) -> list[str]:
 def report(
     spec: Kind, args: argparse.Namespace, found: dict | None, search_s: float, rows: list[dict], recipe: str
 ) -> str:
+    body = [f"## {spec.title}, {'searched recipe' if found else 'no search'} (issue 17): `{args.section}`", ""]
+    if rows:
+        body += [*seed_table(spec, rows), ""]
+    if found:
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(found["trials"].items()))
+        params = ", ".join(f"{k.removeprefix('train.')}={_value(v)}" for k, v in sorted(found["params"].items()))
+        body += [
+            f"Search: study `{found['study']}`, {counts} trials ({args.trials} finished asked), {search_s:.0f} s wall"
+            f"{f' on {args.search_rows} training rows' if args.search_rows else ''}; best trial {found['best_trial']}: "
+            f"validation {found['metric']} {found['best_value']:.4f} with {params}. Overlay `{found['overlay']}`.",
+            "",
+            *trial_table(found),
+            "",
+        ]
+        tried = f"{sum(found['trials'].values())} trials of TPE over {_space(found)}"
+    else:
+        body.append(f"No search (--trials 0): recipe {recipe}.")
+        tried = f"the recipe {recipe}, no search"
+    if rows:
+        train = rows[0]["recipe"]
+        recipe_line = ", ".join(f"{k}={_value(train[k])}" for k in _SHOWN) + f", lora={train['lora']['enabled']}"
+        body += [f"Final recipe: {recipe_line}. Targets:", *verdict(spec, rows, tried)]
+    total = search_s + sum(r["wall_s"] for r in rows)
+    finals = f", {total - search_s:.0f} s for {len(rows)} final runs" if rows else "; no final runs (--search-only)"
+    body += [f"Cost: {total:.0f} s wall in all ({search_s:.0f} s search{finals}).", f"Machine: {machine()}."]
+    return "\n".join(body)
+
+
+def seed_table(spec: Kind, rows: list[dict]) -> list[str]:
     header = "| seed | split (train/val/test) | epochs run (best) | " + " | ".join(f"test {m}" for m in spec.metrics)
-    header += " | train time | wall time |"
-    lines = [header, "|" + "---|" * (5 + len(spec.metrics))]
+    lines = [header + " | train time | wall time |", "|" + "---|" * (5 + len(spec.metrics))]
     for r in rows:
         split = f"{r['rows']['train']}/{r['rows']['validation']}/{r['rows']['test']}"
         figures = " | ".join(f"{r['metrics'][m]:.4f}" for m in spec.metrics)
@@ -164,33 +191,23 @@ def report(
         )
     means = " | ".join(f"**{spread([r['metrics'][m] for r in rows])}**" for m in spec.metrics)
     lines.append(f"| mean ± sd | | | {means} | | {sum(r['wall_s'] for r in rows):.0f} s |")
-    if found:
-        counts = ", ".join(f"{n} {state}" for state, n in sorted(found["trials"].items()))
-        params = ", ".join(f"{k.removeprefix('train.')}={_value(v)}" for k, v in sorted(found["params"].items()))
-        search_line = (
-            f"Search: study `{found['study']}`, {counts} trials ({args.trials} finished asked), {search_s:.0f} s wall"
-            f"{f' on {args.search_rows} training rows' if args.search_rows else ''}; best trial {found['best_trial']}: "
-            f"validation {found['metric']} {found['best_value']:.4f} with {params}. Overlay `{found['overlay']}`."
-        )
-        tried = f"{sum(found['trials'].values())} trials of TPE over {_space(found)}"
-    else:
-        search_line = f"No search (--trials 0): recipe {recipe}."
-        tried = f"the recipe {recipe}, no search"
-    train = rows[0]["recipe"]
-    recipe_line = ", ".join(f"{k}={_value(train[k])}" for k in _SHOWN) + f", lora={train['lora']['enabled']}"
-    total = search_s + sum(r["wall_s"] for r in rows)
-    body = [
-        f"## {spec.title} (issue 17): `{args.section}`",
-        "",
-        *lines,
-        "",
-        search_line,
-        f"Final recipe: {recipe_line}. Targets:",
-        *verdict(spec, rows, tried),
-        f"Cost: {total:.0f} s wall in all ({search_s:.0f} s search, {total - search_s:.0f} s for {len(rows)} final runs).",
-        f"Machine: {machine()}.",
+    return lines
+
+
+def trial_table(found: dict) -> list[str]:
+    """Every trial of the study: what was tried and what it scored on the validation split."""
+    names = sorted({k for row in found["ran"] for k in row["params"]})
+    lines = [
+        f"| trial | state | validation {found['metric']} | "
+        + " | ".join(n.removeprefix("train.") for n in names)
+        + " |",
+        "|" + "---|" * (3 + len(names)),
     ]
-    return "\n".join(body)
+    for row in found["ran"]:
+        value = "" if row["value"] is None else f"{row['value']:.4f}"
+        shown = " | ".join(_value(row["params"][n]) if n in row["params"] else "" for n in names)
+        lines.append(f"| {row['number']} | {row['state'].lower()} | {value} | {shown} |")
+    return lines
 
 
 _SHOWN = ("epochs", "batch_size", "learning_rate", "warmup_ratio", "weight_decay", "freeze")
@@ -216,6 +233,7 @@ def main() -> None:
     parser.add_argument("--search-rows", type=int, default=None, help="search on this many training rows (0: all)")
     parser.add_argument("--max-rows", type=int, default=None, help="a smoke run on this many rows of the data")
     parser.add_argument("--recipe", default=None, help="with --trials 0: the overlay to train (default: the kind's)")
+    parser.add_argument("--search-only", action="store_true", help="search, write the overlay, train no final runs")
     parser.add_argument("--section", default=None, help="RESULTS.md section (default: quality_<kind>)")
     args = parser.parse_args()
     spec = KINDS[args.kind]
@@ -245,9 +263,11 @@ def main() -> None:
         own = REPO / "configs" / "tuned" / f"quality-{args.kind if args.kind != 'mpnet' else 'fpb50'}.yaml"
         recipe_path = Path(args.recipe) if args.recipe else own
         recipe = str(recipe_path) if recipe_path.is_file() else "the base config"
+        changed = [o for o in args.overrides if o.startswith(("train.", "model."))]
+        recipe += "".join(f" --set {o}" for o in changed)
         overlay = recipe_path if recipe_path.is_file() else None
     layers = [*base, str(overlay)] if overlay else base
-    rows = final_runs(spec, layers, sets, args.seeds or list(spec.seeds))
+    rows = [] if args.search_only else final_runs(spec, layers, sets, args.seeds or list(spec.seeds))
     body = report(spec, args, found, search_s, rows, recipe)
     if args.max_rows:
         body += f"\n\n(Smoke run on {args.max_rows} rows of {spec.data.name}: the figures are not the benchmark's.)"
