@@ -326,7 +326,7 @@ def finish(cfg: PipelineConfig, base_files: list[str] | None = None) -> TuneResu
     client.set_tag(parent, "tune.overlay", str(path))
     client.log_text(parent, text, f"tuned/{name}.yaml")
     client.set_terminated(parent, "FINISHED")
-    command = " ".join(["tunepipe run", *(f"--config {f}" for f in files), f"--config {path}"])
+    command = tuning.run_command(files, path)
     return TuneResult(
         study=name,
         storage=tuning.masked(tuning.storage_url(cfg)),

@@ -364,15 +364,27 @@ def best_layer(study: Any, cfg: PipelineConfig) -> dict[str, Any]:
     return layer
 
 
+def run_command(base_files: list[str], overlay: Path) -> str:
+    """The `tunepipe run` that trains with the overlay; paths inside the working directory are shown relative to
+    it, so that the overlay a project commits names no folder of one machine."""
+    here = Path.cwd().resolve()
+
+    def shown(path: str | Path) -> str:
+        full = Path(path).resolve()
+        return str(full.relative_to(here)) if full.is_relative_to(here) else str(path)
+
+    files = [*(shown(f) for f in base_files)] or ["BASE.yaml"]
+    return " ".join(["tunepipe run", *(f"--config {f}" for f in [*files, shown(overlay)])])
+
+
 def overlay_text(layer: dict[str, Any], base_files: list[str], overlay: Path) -> str:
     """The overlay file: a header saying where the values come from and how to use them, then the layer."""
     origin = TunedFrom.model_validate(layer["tune"]["origin"])
-    base = " ".join(f"--config {f}" for f in base_files) or "--config BASE.yaml"
     header = [
         f"# Tuned by `tunepipe tune`: study {origin.study}, best of {origin.finished_trials} finished trials is",
         f"# trial {origin.trial} (validation {origin.metric} {origin.value:.4f}), on data md5 {origin.data_md5}.",
         "# The champion still comes out of the normal flow, gates and registry:",
-        f"#   tunepipe run {base} --config {overlay}",
+        f"#   {run_command(base_files, overlay)}",
     ]
     return "\n".join(header) + "\n" + yaml.safe_dump(layer, sort_keys=False)
 

@@ -188,7 +188,7 @@ def test_a_study_keeps_what_it_searched_on(tmp_path: Path):
         tuning.check_searchable(config(tmp_path, "train.num_processes=2"))
 
 
-def test_the_overlay_of_the_best_trial_names_its_study_and_trial(tmp_path: Path):
+def test_the_overlay_of_the_best_trial_names_its_study_and_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     cfg = config(tmp_path, "tune.study=demo", "tune.space={train.learning_rate: {low: 1.0e-5, high: 1.0e-3}}")
     study = tuning.open_study(cfg)
     with pytest.raises(tuning.TuneError, match="has no complete trial yet"):
@@ -206,6 +206,10 @@ def test_the_overlay_of_the_best_trial_names_its_study_and_trial(tmp_path: Path)
     path = tmp_path / "configs" / "tuned" / "demo.yaml"
     tuning.write_overlay(tuning.overlay_text(layer, ["base.yaml"], path), path)
     assert f"tunepipe run --config base.yaml --config {path}" in path.read_text()
+    monkeypatch.chdir(tmp_path)  # files inside the working directory are named relative to it
+    shown = tuning.overlay_text(layer, [str(tmp_path / "configs" / "base.yaml")], path)
+    command = next(line for line in shown.splitlines() if "tunepipe run" in line)
+    assert command == "#   tunepipe run --config configs/base.yaml --config configs/tuned/demo.yaml"
     tuned = load_config([path])
     assert tuned.train.learning_rate == 3e-5 and tuned.tune.origin.trial == 1
     assert with_layer(cfg, layer).config_hash() == load_config(None, ["train.learning_rate=3.0e-5"]).config_hash()
