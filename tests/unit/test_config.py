@@ -18,6 +18,14 @@ def test_every_shipped_config_is_valid():
         assert isinstance(load_config(path), PipelineConfig), path
 
 
+def test_the_mpnet_overlay_changes_the_model_and_its_recipe_and_keeps_the_data():
+    base = load_config(REPO / "configs" / "financial_phrasebank.yaml")
+    layered = load_config([REPO / "configs" / "financial_phrasebank.yaml", REPO / "configs" / "mpnet-base.yaml"])
+    assert (layered.model.name, layered.train.epochs, layered.train.learning_rate) == ("mpnet-base", 3, 2e-5)
+    assert layered.data == base.data and layered.model.max_length == base.model.max_length
+    assert layered.gates.floors == base.gates.floors and layered.gates.max_model_mb == 450
+
+
 def test_overrides_parse_yaml_values_and_nested_keys(tmp_path):
     cfg = load_config(None, ["train.epochs=2", "data.labels=[a, b]", "gates.floors={macro_f1: 0.9}"])
     assert cfg.train.epochs == 2
@@ -92,3 +100,13 @@ def test_config_hash_ignores_how_the_served_model_is_logged_and_monitored():
     a = load_config(None)
     b = load_config(None, ["serve.log_texts=true", "serve.log_path=logs", "monitor.p_value=0.05"])
     assert a.config_hash() == b.config_hash()
+
+
+def test_each_task_takes_its_own_searched_recipe_unless_the_config_gives_one():
+    classifier = load_config(None, [])
+    tagger = load_config(None, ["task=token_classification"])
+    assert (classifier.train.learning_rate, classifier.train.batch_size, classifier.train.epochs) == (5e-5, 16, 5)
+    assert (tagger.train.learning_rate, tagger.train.batch_size, tagger.train.epochs) == (1.4e-4, 32, 4)
+    assert tagger.train.metric_for_best_model == "entity_f1"
+    given = load_config(None, ["task=token_classification", "train.learning_rate=3e-5"])
+    assert (given.train.learning_rate, given.train.batch_size) == (3e-5, 32)
