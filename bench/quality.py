@@ -165,7 +165,10 @@ def report(
             *trial_table(found),
             "",
         ]
-        tried = f"{sum(found['trials'].values())} trials of TPE over {_space(found)}"
+        tried = (
+            f"{sum(found['trials'].values())} trials over {_space(found)} (the base recipe first, then the seeded "
+            "TPE sampler, which draws at random for its first tune.startup_trials)"
+        )
     else:
         body.append(f"No search (--trials 0): recipe {recipe}.")
         tried = f"the recipe {recipe}, no search"
