@@ -199,7 +199,7 @@ def seed_table(spec: Kind, rows: list[dict]) -> list[str]:
 
 def trial_table(found: dict) -> list[str]:
     """Every trial of the study: what was tried and what it scored on the validation split."""
-    names = sorted({k for row in found["ran"] for k in row["params"]})
+    names = _searched(found)
     lines = [
         f"| trial | state | validation {found['metric']} | "
         + " | ".join(n.removeprefix("train.") for n in names)
@@ -220,9 +220,13 @@ def _value(value: object) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+def _searched(found: dict) -> list[str]:
+    """The fields the study's trials set, sorted."""
+    return sorted({k for row in found["ran"] for k in row["params"]})
+
+
 def _space(found: dict) -> str:
-    names = sorted({k for row in found["ran"] for k in row["params"]})
-    return ", ".join(n.removeprefix("train.") for n in names)
+    return ", ".join(n.removeprefix("train.") for n in _searched(found))
 
 
 def main() -> None:

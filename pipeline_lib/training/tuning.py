@@ -373,8 +373,7 @@ def run_command(base_files: list[str], overlay: Path) -> str:
         full = Path(path).resolve()
         return str(full.relative_to(here)) if full.is_relative_to(here) else str(path)
 
-    files = [*(shown(f) for f in base_files)] or ["BASE.yaml"]
-    return " ".join(["tunepipe run", *(f"--config {f}" for f in [*files, shown(overlay)])])
+    return " ".join(["tunepipe run", *(f"--config {shown(f)}" for f in [*base_files, overlay])])
 
 
 def overlay_text(layer: dict[str, Any], base_files: list[str], overlay: Path) -> str:
@@ -384,7 +383,7 @@ def overlay_text(layer: dict[str, Any], base_files: list[str], overlay: Path) ->
         f"# Tuned by `tunepipe tune`: study {origin.study}, best of {origin.finished_trials} finished trials is",
         f"# trial {origin.trial} (validation {origin.metric} {origin.value:.4f}), on data md5 {origin.data_md5}.",
         "# The champion still comes out of the normal flow, gates and registry:",
-        f"#   {run_command(base_files, overlay)}",
+        f"#   {run_command(base_files or ['BASE.yaml'], overlay)}",
     ]
     return "\n".join(header) + "\n" + yaml.safe_dump(layer, sort_keys=False)
 

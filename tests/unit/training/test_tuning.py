@@ -210,6 +210,8 @@ def test_the_overlay_of_the_best_trial_names_its_study_and_trial(tmp_path: Path,
     shown = tuning.overlay_text(layer, [str(tmp_path / "configs" / "base.yaml")], path)
     command = next(line for line in shown.splitlines() if "tunepipe run" in line)
     assert command == "#   tunepipe run --config configs/base.yaml --config configs/tuned/demo.yaml"
+    assert tuning.run_command([], path) == "tunepipe run --config configs/tuned/demo.yaml"  # no base: none invented
+    assert "--config BASE.yaml --config" in tuning.overlay_text(layer, [], path)  # the file's header shows where
     tuned = load_config([path])
     assert tuned.train.learning_rate == 3e-5 and tuned.tune.origin.trial == 1
     assert with_layer(cfg, layer).config_hash() == load_config(None, ["train.learning_rate=3.0e-5"]).config_hash()
