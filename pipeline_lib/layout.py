@@ -74,6 +74,11 @@ class RunDir:
         return self.root / "eval" / "test_logits.npy"
 
     @property
+    def predictions_info(self) -> Path:
+        """How the saved test logits were computed (precision, device): parity reuses only fp32 ones."""
+        return self.root / "eval" / "test_logits.json"
+
+    @property
     def confusion_png(self) -> Path:
         return self.root / "eval" / "confusion_matrix.png"
 

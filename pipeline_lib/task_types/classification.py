@@ -3,6 +3,7 @@ uses (text encoding, PyTorch logits, ONNX parity on the test split)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from pipeline_lib.data.text_rules import check_text_splits, label_coverage, prep
 from pipeline_lib.layout import RunDir
 from pipeline_lib.progress import ProgressReporter
 from pipeline_lib.task_types.bootstrap import paired_bootstrap
+from pipeline_lib.task_types.inference import InferenceSettings, batched_logits, inference_settings, torch_runner
 from pipeline_lib.task_types.metrics import classification_metrics, flat_metrics
 
 PARITY_BATCH_SIZE = 32
@@ -77,10 +79,12 @@ class SequenceClassification:
         return compute
 
     # evaluate / export / gates
-    def evaluate(self, model_dir: Path, frame: pd.DataFrame, cfg: PipelineConfig) -> tuple[dict[str, Any], np.ndarray]:
-        """Full metrics (with `confusion_matrix`) and the logits saved beside them."""
+    def evaluate(
+        self, model_dir: Path, frame: pd.DataFrame, cfg: PipelineConfig, settings: InferenceSettings | None = None
+    ) -> tuple[dict[str, Any], np.ndarray]:
+        """Full metrics (with `confusion_matrix`) and the logits saved beside them (PyTorch at `settings`)."""
         logits = torch_logits(
-            model_dir, list(frame["text"]), cfg.model.max_length, cfg.train.eval_batch_size, cfg.output
+            model_dir, list(frame["text"]), cfg.model.max_length, output=cfg.output, settings=settings
         )
         y_true = label_indices(frame["label"], cfg.data.label_names)
         return classification_metrics(y_true, logits.argmax(axis=-1), cfg.data.label_names), logits
@@ -89,10 +93,10 @@ class SequenceClassification:
         check_metric_name(name, labels)
 
     def parity(self, model: Any, predictor: Any, run: Any, labels: list[str], metric_name: str) -> dict[str, Any]:
-        """PyTorch against ONNX on the test split. PyTorch's logits are the evaluate step's when the run has them
-        (`run.predictions`: one pass over the test split, not two); `onnx_logits` is returned for reuse."""
+        """PyTorch against ONNX on the test split. PyTorch's logits are the evaluate step's when the run has fp32
+        ones (`run.predictions`: one pass over the test split, not two); `onnx_logits` is returned for reuse."""
         texts, y_true = read_test_split(run, labels)
-        saved = np.load(run.predictions) if run.predictions.is_file() else None
+        saved = np.load(run.predictions) if run.predictions.is_file() and fp32_logits_saved(run) else None
         if saved is not None and saved.shape == (len(texts), len(labels)):
             onnx_logits = predictor.logits(texts)
             figures = parity_figures(saved, onnx_logits, y_true, labels, metric_name)
@@ -134,31 +138,33 @@ def encode_texts(frame: pd.DataFrame, tokenizer: Any, cfg: PipelineConfig) -> di
 
 
 def torch_logits(
-    model_dir: Path, texts: list[str], max_length: int, batch_size: int = 64, output: OutputConfig | None = None
+    model_dir: Path,
+    texts: list[str],
+    max_length: int,
+    batch_size: int | None = None,
+    output: OutputConfig | None = None,
+    settings: InferenceSettings | None = None,
 ) -> np.ndarray:
-    """Logits of the saved PyTorch model (fp32, eval mode) for `texts`, in order (progress shown with `output`)."""
-    import torch
+    """Logits of the saved PyTorch model (eval mode) for `texts`, in order: length-sorted batches padded only to each
+    batch's longest text, at `settings`' precision, device and threads (default: this machine's, fp32 unless it does
+    bf16 natively); `batch_size` overrides the settings' (progress shown with `output`)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    settings = settings or inference_settings("auto")
+    size = batch_size or settings.batch_size
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
-    chunks = []
-    reporter = ProgressReporter("evaluating", -(-len(texts) // batch_size), "batches", output) if output else None
-    with torch.inference_mode():
-        for i in range(0, len(texts), batch_size):
-            batch = tokenizer(
-                texts[i : i + batch_size],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            )
-            chunks.append(model(**batch).logits.float().numpy())
-            if reporter is not None:
-                reporter.advance()
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+    if not texts:
+        return np.zeros((0, model.config.num_labels), dtype=np.float32)
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
+    columns = {name: encoded[name] for name in tokenizer.model_input_names if name in encoded}
+    reporter = ProgressReporter("evaluating", -(-len(texts) // size), "batches", output) if output else None
+    pads = {"input_ids": tokenizer.pad_token_id or 0}
+    advance = reporter.advance if reporter is not None else None
+    logits = batched_logits(torch_runner(model, settings), columns, size, pads, model.config.num_labels, advance)
     if reporter is not None:
         reporter.close()
-    return np.concatenate(chunks) if chunks else np.zeros((0, model.config.num_labels), dtype=np.float32)
+    return logits
 
 
 def label_indices(labels: pd.Series, label_names: list[str]) -> np.ndarray:
@@ -176,6 +182,13 @@ def read_test_split(run: RunDir, labels: list[str]) -> tuple[list[str], np.ndarr
         raise ValueError(f"test split has labels {unknown} that the model does not know ({labels})")
     index = {label: i for i, label in enumerate(labels)}
     return frame["text"].astype(str).tolist(), frame["label"].map(index).to_numpy(dtype=np.int64)
+
+
+def fp32_logits_saved(run: RunDir) -> bool:
+    """Whether the evaluate step's saved test logits are fp32 (what ONNX parity compares against); a run from before
+    the precision was recorded scored in fp32."""
+    info = run.predictions_info
+    return not info.is_file() or json.loads(info.read_text(encoding="utf-8")).get("precision", "fp32") == "fp32"
 
 
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:

@@ -16,6 +16,7 @@ from pipeline_lib.data.conll import entity_types, read_tagged
 from pipeline_lib.data.tag_rules import check_tagged_splits, tag_coverage
 from pipeline_lib.task_types.bootstrap import resample_delta
 from pipeline_lib.task_types.entities import entity_metrics, metric_from_counts, sentence_counts
+from pipeline_lib.task_types.inference import InferenceSettings, inference_settings, torch_runner
 from pipeline_lib.task_types.metrics import flat_metrics
 from pipeline_lib.task_types.windows import IGNORE, encode_sentences, run_windows, tags_from_logits, word_logits
 
@@ -101,15 +102,23 @@ class TokenClassification:
         return compute
 
     # evaluate / export / gates
-    def evaluate(self, model_dir: Path, frame: pd.DataFrame, cfg: PipelineConfig) -> tuple[dict[str, Any], np.ndarray]:
-        """Entity metrics on whole sentences, a token-level confusion matrix, and the per-word logits."""
-        import torch
+    def evaluate(
+        self, model_dir: Path, frame: pd.DataFrame, cfg: PipelineConfig, settings: InferenceSettings | None = None
+    ) -> tuple[dict[str, Any], np.ndarray]:
+        """Entity metrics on whole sentences, a token-level confusion matrix, and the per-word logits (PyTorch at
+        `settings`: the run's precision where the hardware has it, every core; windows run length-sorted)."""
         from transformers import AutoTokenizer
 
+        settings = settings or inference_settings("auto")
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        model = self.auto_model().from_pretrained(model_dir, use_safetensors=True).eval()
+        model = self.auto_model().from_pretrained(model_dir, use_safetensors=True)
         per_word = self.word_logits(
-            _torch_runner(model, torch), tokenizer, frame, cfg.data.label_names, cfg.model.max_length, cfg.model.stride
+            torch_runner(model, settings),
+            tokenizer,
+            frame,
+            cfg.data.label_names,
+            cfg.model.max_length,
+            cfg.model.stride,
         )
         return self._metrics(frame, per_word, cfg.data.label_names, confusion=True), _stack(
             per_word, len(cfg.data.label_names)

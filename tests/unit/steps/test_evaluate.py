@@ -1,0 +1,112 @@
+"""The evaluate step at inference speed: length-sorted batches give the naive path's logits, rows in input order,
+at the run's precision only where the hardware has it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline_lib.config import PipelineConfig
+from pipeline_lib.hardware import Capability
+from pipeline_lib.layout import RunDir, read_json
+from pipeline_lib.steps.evaluate import evaluate
+from pipeline_lib.task_types.classification import fp32_logits_saved, torch_logits
+from pipeline_lib.task_types.inference import batched_logits, inference_settings, sorted_batches
+from pipeline_lib.task_types.metrics import classification_metrics, flat_metrics
+from tests.unit.steps.test_export import LABELS, TEST_ROWS, make_trained_run
+
+
+def cpu(bf16: bool = False, cores: int = 2) -> Capability:
+    return Capability("cpu", "test cpu", bf16, ("avx512_bf16",) if bf16 else (), cores)
+
+
+def test_sorted_batches_cover_every_row_once_in_length_order() -> None:
+    lengths = [5, 2, 9, 2, 7, 1, 5]
+    batches = sorted_batches(lengths, 3)
+    assert [len(b) for b in batches] == [3, 3, 1]
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(len(lengths)))
+    assert [lengths[i] for i in flat] == sorted(lengths)  # ascending: each batch pads to little
+    assert flat.tolist()[:3] == [5, 1, 3]  # ties keep input order (stable)
+
+
+def test_batched_logits_pad_per_batch_and_restore_input_order() -> None:
+    columns = {"input_ids": [[3, 4, 5], [7], [1, 2], [9, 9, 9, 9]], "attention_mask": [[1, 1, 1], [1], [1, 1], [1] * 4]}
+    widths = []
+
+    def run(features: dict[str, np.ndarray]) -> np.ndarray:
+        ids, mask = features["input_ids"], features["attention_mask"]
+        widths.append(ids.shape[1])
+        assert (ids[mask == 0] == 0).all()  # padded with the pad id where the mask is 0
+        real = (ids * mask).sum(axis=1).astype(np.float32)
+        return np.stack([real, mask.sum(axis=1).astype(np.float32)], axis=1)
+
+    logits = batched_logits(run, columns, 2, {"input_ids": 0}, 2)
+    assert widths == [2, 4]  # [7],[1,2] then [3,4,5],[9,9,9,9]: never padded to the longest of all
+    np.testing.assert_array_equal(logits[:, 0], [12, 7, 3, 36])
+    np.testing.assert_array_equal(logits[:, 1], [3, 1, 2, 4])
+
+
+def naive_logits(model_dir: Path, texts: list[str]) -> np.ndarray:
+    """One text at a time, no padding at all: the reference the batched path must match."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
+    with torch.inference_mode():
+        rows = [model(**tokenizer([t], truncation=True, max_length=128, return_tensors="pt")).logits for t in texts]
+    return torch.cat(rows).numpy()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
+    return make_trained_run(tmp_path_factory.mktemp("evaluate") / "run")
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 64])
+def test_sorted_batches_give_the_naive_logits_in_input_order(trained: RunDir, batch_size: int) -> None:
+    texts = [text for text, _ in TEST_ROWS]
+    reference = naive_logits(trained.model_dir, texts)
+    settings = inference_settings("fp32", capability=cpu())
+    logits = torch_logits(trained.model_dir, texts, 128, batch_size=batch_size, settings=settings)
+    np.testing.assert_allclose(logits, reference, atol=1e-4)
+    assert (logits.argmax(-1) == reference.argmax(-1)).all()
+
+
+def test_evaluate_step_metrics_equal_the_naive_path(trained: RunDir) -> None:
+    cfg = PipelineConfig.model_validate({"data": {"labels": LABELS}, "train": {"precision": "fp32"}})
+    result = evaluate(cfg, trained)
+    frame = pd.read_parquet(trained.split_file("test"))
+    reference = naive_logits(trained.model_dir, list(frame["text"]))
+    y_true = np.array([LABELS.index(label) for label in frame["label"]])
+    expected = flat_metrics(classification_metrics(y_true, reference.argmax(-1), LABELS))
+    assert result.metrics == pytest.approx(expected, abs=1e-9)
+    np.testing.assert_allclose(np.load(trained.predictions), reference, atol=1e-4)
+    assert result.precision == "fp32" and read_json(trained.predictions_info)["precision"] == "fp32"
+    assert fp32_logits_saved(trained)  # the export's parity may reuse them
+
+
+def test_precision_is_the_runs_where_the_hardware_has_it(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"precision": "bf16"}))
+    assert inference_settings("auto", train_summary=summary, capability=cpu(bf16=True)).precision == "bf16"
+    assert inference_settings("auto", train_summary=summary, capability=cpu(bf16=False)).precision == "fp32"
+    assert inference_settings("auto", capability=cpu(bf16=True)).precision == "bf16"  # no summary: resolved
+    assert inference_settings("auto", capability=cpu(bf16=False)).precision == "fp32"
+    assert inference_settings("bf16", capability=cpu(bf16=False)).precision == "fp32"  # emulated: not worth it
+    settings = inference_settings("auto", num_threads=None, capability=cpu(cores=7))
+    assert settings.threads == 7 and settings.device == "cpu" and settings.batch_size >= 16
+    assert inference_settings("auto", num_threads=3, capability=cpu(cores=7)).threads == 3
+
+
+def test_parity_reuses_only_fp32_logits(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
+    assert fp32_logits_saved(run)  # nothing recorded: a run from before the precision was written
+    run.predictions_info.parent.mkdir(parents=True)
+    run.predictions_info.write_text(json.dumps({"precision": "bf16"}))
+    assert not fp32_logits_saved(run)
