@@ -284,6 +284,9 @@ class ExportConfig(_Section):
     runtime_min_agreement: float = Field(0.95, ge=0, le=1)  # served labels agree with fp32 this often (= int8 gate)
     runtime_timing_sentences: int = Field(64, ge=4)  # real test sentences timed at batch 1
     calibration_sentences: int = Field(256, ge=0)  # training sentences that calibrate static int8; 0: none
+    # test rows (a fixed sample, seeded by train.seed) that score the runtime candidates; the chosen graph is then
+    # checked on the whole test split, and served only if it keeps the budget there too (else fp32 is)
+    candidate_rows: int = Field(1000, ge=50)
     benchmark: bool = False  # time every candidate in full, and PyTorch fp32 (bf16 on bf16 hardware) as references
 
 

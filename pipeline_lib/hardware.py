@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+# int8 dot-product instructions (x86: AVX-512 VNNI, AVX-VNNI, AMX; Arm: SDOT, I8MM): without one, onnxruntime's int8
+# MatMul kernels widen to 16 bits and an int8 graph is no faster than fp32 on the same cores
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,12 @@ def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, ...]:
     """The bf16 instruction-set flags the CPU reports (AMX or AVX-512 BF16)."""
     flags = cpu_flags(cpuinfo)
     return tuple(flag for flag in BF16_CPU_FLAGS if flag in flags)
+
+
+def int8_dot_flags(flags: frozenset[str] | None = None) -> tuple[str, ...]:
+    """The int8 dot-product flags among `flags` (default: this CPU's)."""
+    flags = cpu_flags() if flags is None else flags
+    return tuple(flag for flag in INT8_DOT_FLAGS if flag in flags)
 
 
 def machine_signature(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:

@@ -1,6 +1,7 @@
 """The serving runtime, chosen by measurement on this machine: every candidate graph of the one ONNX export is
-timed on real test sentences (batch 1 and 32) and scored on the test split; the fastest whose task metric stays
-within the budget of PyTorch's is written into `tunepipe.json`, which `predict` and `serve` load."""
+scored on a fixed seeded sample of the test split and timed on real test sentences (batch 1 and 32); the fastest whose
+task metric stays within the budget of PyTorch's is written into `tunepipe.json`, which `predict` and `serve` load.
+int8 candidates are built only where the CPU has int8 dot-product instructions: elsewhere they cannot be faster."""
 
 from __future__ import annotations
 
@@ -14,12 +15,32 @@ from typing import Any
 import numpy as np
 
 from pipeline_lib.config import PipelineConfig
-from pipeline_lib.hardware import cpu_bf16_flags, usable_cores
+from pipeline_lib.hardware import INT8_DOT_FLAGS, cpu_bf16_flags, int8_dot_flags, usable_cores
 from pipeline_lib.runtime.predictor import META_FILE, OnnxPredictor
 
 PROBE_SENTENCES = 8  # sentences every eligible candidate is first timed on, at batch 1
 CLEARLY_SLOWER = 1.5  # a probe this many times slower than the best at batch 1 and 32 is not timed further
+INT8_CANDIDATES = ("onnxruntime-int8-dynamic", "onnxruntime-int8-static")
 NO_BF16 = "no bf16 hardware on this CPU (AMX or AVX-512 BF16): bf16 would be emulated, several times slower than fp32"
+
+
+def int8_skip_reason(flags: frozenset[str] | None = None) -> str | None:
+    """Why the int8 candidates are not built on a CPU with `flags` (default: this one's), or None where they can win:
+    without an int8 dot-product instruction onnxruntime's int8 kernels are no faster than fp32."""
+    if int8_dot_flags(flags):
+        return None
+    return (
+        f"no int8 dot-product instructions on this CPU ({', '.join(INT8_DOT_FLAGS)}): int8 cannot be faster than "
+        "fp32 here, so it was not built"
+    )
+
+
+def candidate_sample(n: int, size: int, seed: int) -> np.ndarray:
+    """Row indices (ascending) of a fixed sample of `size` of `n` test rows, drawn with `seed`: the same rows for the
+    same split and seed on every machine; every row when `size >= n`."""
+    if size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 
 def time_batches(predict: Callable[[list[str]], Any], texts: list[str], batch_size: int, rounds: int) -> list[float]:
@@ -68,15 +89,16 @@ def select(
     model: Any,
     tokenizer: Any,
 ) -> dict[str, Any]:
-    """Judge each candidate `{name: (graph file, task metric, label agreement with fp32)}`, time only what can change
-    the choice, record the fastest eligible one in the folder's tunepipe.json, and return the table.
+    """Judge each candidate `{name: (graph file, task metric, label agreement with fp32)}` (scored on the rows whose
+    `texts` are given; `metric_torch` on the same rows), time only what can change the choice, record the fastest
+    eligible one in the folder's tunepipe.json, and return the table.
 
     A candidate over the metric budget is not timed (it cannot be chosen). Eligible ones are first timed on a short
     probe (`PROBE_SENTENCES` at batch 1, one batch of 32); one `CLEARLY_SLOWER` than the best probe at both batch
-    sizes is not timed further. PyTorch fp32 (and bf16 where the CPU does bf16 in hardware) are timed as references
-    only with `export.benchmark`, which also times every candidate in full (the benchmarks set it): references never
-    change the choice. Whatever was not timed
-    is listed with the reason in `not_timed`."""
+    sizes is not timed further, and the only eligible one is timed on the probe alone. PyTorch fp32 (and bf16 where
+    the CPU does bf16 in hardware) are timed as references only with `export.benchmark`, which also times every
+    candidate in full (the benchmarks set it): references never change the choice. Whatever was not timed is listed
+    with the reason in `not_timed`."""
     import torch
 
     threads = cfg.train.num_threads or usable_cores()
@@ -104,6 +126,7 @@ def select(
         for name, p in predictors.items()
     }
     can_win = {row["runtime"] for row in rows if row["eligible"]}
+    alone = len(can_win) == 1 and not cfg.export.benchmark  # nothing to choose between: the probe is its timing
     best_latency = min((p["p50_ms_batch1"] for n, p in probes.items() if n in can_win), default=0.0)
     best_rate = max((p["samples_per_s_batch32"] for n, p in probes.items() if n in can_win), default=0.0)
     for row in rows:
@@ -115,7 +138,10 @@ def select(
             probe["p50_ms_batch1"] > CLEARLY_SLOWER * best_latency
             and probe["samples_per_s_batch32"] * CLEARLY_SLOWER < best_rate
         )
-        if slower and not cfg.export.benchmark:
+        if alone and name in can_win:
+            row.update(probe, timed="probe")
+            not_timed[name] = f"the only eligible candidate: timed on the {PROBE_SENTENCES}-sentence probe only"
+        elif slower and not cfg.export.benchmark:
             row.update(probe, timed="probe")
             not_timed[name] = f"clearly slower than the best on the {PROBE_SENTENCES}-sentence probe at batch 1 and 32"
         else:
@@ -134,7 +160,9 @@ def select(
     else:
         not_timed["pytorch references"] = "export.benchmark is off: a reference never changes the choice"
     timed = [row for row in rows if row.get("timed") == "full" and row["eligible"]]
-    chosen = min(timed, key=lambda row: (row["p50_ms_batch1"], -row["samples_per_s_batch32"])) if timed else rows[0]
+    eligible = [row for row in rows if row["eligible"]]
+    fallback = eligible[0] if alone else rows[0]
+    chosen = min(timed, key=lambda row: (row["p50_ms_batch1"], -row["samples_per_s_batch32"])) if timed else fallback
     meta_file = folder / META_FILE
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
     meta.update(graph=chosen["graph"], runtime=chosen["runtime"])

@@ -94,15 +94,16 @@ class SequenceClassification:
 
     def parity(self, model: Any, predictor: Any, run: Any, labels: list[str], metric_name: str) -> dict[str, Any]:
         """PyTorch against ONNX on the test split. PyTorch's logits are the evaluate step's when the run has fp32
-        ones (`run.predictions`: one pass over the test split, not two); `onnx_logits` is returned for reuse."""
+        ones (`run.predictions`: one pass over the test split, not two); `onnx_logits` and `torch_logits` are
+        returned for reuse."""
         texts, y_true = read_test_split(run, labels)
         saved = np.load(run.predictions) if run.predictions.is_file() and fp32_logits_saved(run) else None
         if saved is not None and saved.shape == (len(texts), len(labels)):
-            onnx_logits = predictor.logits(texts)
-            figures = parity_figures(saved, onnx_logits, y_true, labels, metric_name)
+            reference, onnx_logits = saved, predictor.logits(texts)
         else:
-            figures, onnx_logits = measure_parity(model, predictor, texts, y_true, metric_name)
-        return {**figures, "n": len(texts), "onnx_logits": onnx_logits}
+            reference, onnx_logits = paired_logits(model, predictor, texts)
+        figures = parity_figures(reference, onnx_logits, y_true, labels, metric_name)
+        return {**figures, "n": len(texts), "onnx_logits": onnx_logits, "torch_logits": reference}
 
     # gates: y_true / pred hold one label index per text
     def gold(self, test: pd.DataFrame, labels: list[str]) -> np.ndarray:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from pipeline_lib import hardware
 from pipeline_lib.config import PipelineConfig
 from pipeline_lib.runtime import selection
 from pipeline_lib.runtime.predictor import OnnxPredictor
 from pipeline_lib.steps.export import export
-from tests.unit.steps.test_export import make_trained_run
+from tests.unit.steps.test_export import TEST_ROWS, make_trained_run
 
 
 @pytest.mark.parametrize(
@@ -21,6 +25,7 @@ def test_export_times_what_can_win_and_records_the_fastest_eligible(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: float, bf16_flags: tuple[str, ...], benchmark: bool
 ):
     monkeypatch.setattr(selection, "cpu_bf16_flags", lambda: bf16_flags)  # the CPU's bf16 hardware, overridden
+    monkeypatch.setattr(hardware, "cpu_flags", lambda *_: frozenset({"avx2", "avx512_vnni"}))  # int8 can win here
     cfg = PipelineConfig.model_validate(
         {
             "data": {"labels": ["negative", "neutral", "positive"]},
@@ -54,7 +59,12 @@ def test_export_times_what_can_win_and_records_the_fastest_eligible(
     for row in table["references"]:
         assert row["p50_ms_batch1"] > 0 and row["samples_per_s_batch32"] > 0
     full = [row for row in rows.values() if row.get("timed") == "full" and row["eligible"]]
-    assert table["chosen"] == min(full, key=lambda r: (r["p50_ms_batch1"], -r["samples_per_s_batch32"]))["runtime"]
+    if full:
+        fastest = min(full, key=lambda r: (r["p50_ms_batch1"], -r["samples_per_s_batch32"]))["runtime"]
+        assert table["chosen"] == fastest or not table["full_split"]["passed"]
+    else:  # one eligible candidate: nothing to choose between, the probe is its timing
+        assert [row["runtime"] for row in rows.values() if row["eligible"]] == [table["chosen"]]
+    assert table["full_split"]["rows"] == len(TEST_ROWS) and table["sample"]["rows"] == len(TEST_ROWS)
 
     meta = json.loads((run.onnx_dir / "tunepipe.json").read_text())
     assert meta["graph"] == rows[table["chosen"]]["graph"] and meta["runtime"] == table["chosen"]
@@ -99,3 +109,69 @@ def test_static_int8_is_calibrated_qdq_and_close_to_fp32(tmp_path: Path):
     )
     with pytest.raises(ValueError, match="calibration batch"):
         quantize_static_int8(run.onnx_dir / "model.onnx", tmp_path / "x.onnx", [])
+
+
+@pytest.mark.parametrize(
+    ("flags", "builds_int8"),
+    [
+        ({"avx", "avx2", "fma"}, False),  # AVX2 only: int8 MatMul widens to 16 bits, no faster than fp32
+        ({"avx2", "avx512f", "avx512bw"}, False),  # AVX-512 without VNNI
+        ({"avx2", "avx512f", "avx512_vnni"}, True),
+        ({"avx2", "avx_vnni"}, True),
+        ({"avx512f", "amx_tile", "amx_int8"}, True),
+        ({"asimd", "asimddp"}, True),  # Arm SDOT
+        (set(), False),
+    ],
+)
+def test_int8_is_built_only_with_int8_dot_product_instructions(flags: set[str], builds_int8: bool) -> None:
+    reason = selection.int8_skip_reason(frozenset(flags))
+    assert (reason is None) == builds_int8
+    if reason:
+        assert "no int8 dot-product instructions" in reason and "avx512_vnni" in reason
+
+
+def test_candidate_sample_is_seeded_stable_and_whole_when_small() -> None:
+    first = selection.candidate_sample(5000, 1000, seed=42)
+    assert len(first) == len(set(first.tolist())) == 1000 and (first == np.sort(first)).all()
+    assert first.min() >= 0 and first.max() < 5000
+    np.testing.assert_array_equal(first, selection.candidate_sample(5000, 1000, seed=42))  # same rows every time
+    assert not np.array_equal(first, selection.candidate_sample(5000, 1000, seed=43))
+    np.testing.assert_array_equal(selection.candidate_sample(300, 1000, seed=42), np.arange(300))
+
+
+def test_candidates_are_scored_on_the_sample_and_the_choice_on_the_full_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An AVX2-only CPU: no int8 graph is built, fp32 is the only candidate (probe-timed), judged on the seeded
+    sample; its full-split figures are the parity's own."""
+    monkeypatch.setattr(hardware, "cpu_flags", lambda *_: frozenset({"avx", "avx2"}))
+    cfg = PipelineConfig.model_validate(
+        {
+            "data": {"labels": ["negative", "neutral", "positive"]},
+            "export": {"select_runtime": True, "candidate_rows": 50, "runtime_timing_sentences": 8},
+            "paths": {"store": str(tmp_path / "store")},
+        }
+    )
+    run = make_trained_run(tmp_path / "run")
+    rows = [(f"{text} (item {i})", label) for i in range(5) for text, label in TEST_ROWS]  # 60 test rows
+    pd.DataFrame(rows, columns=["text", "label"]).to_parquet(run.split_file("test"))
+    seen: list[list[str]] = []
+    real_select = selection.select
+
+    def spy(cfg_: PipelineConfig, folder: Path, candidates: dict, texts: list[str], *args: Any, **kw: Any) -> dict:
+        seen.append(list(texts))
+        return real_select(cfg_, folder, candidates, texts, *args, **kw)
+
+    monkeypatch.setattr(selection, "select", spy)
+    result = export(cfg, run)
+    table = result.runtime
+    expected = [rows[i][0] for i in selection.candidate_sample(60, 50, cfg.train.seed)]
+    assert seen == [expected]  # the candidates were judged and timed on the fixed sample
+    assert table["sample"] == {"rows": 50, "of": 60, "seed": cfg.train.seed}
+    assert [row["runtime"] for row in table["candidates"]] == ["onnxruntime-fp32"]
+    assert table["candidates"][0]["timed"] == "probe" and table["chosen"] == "onnxruntime-fp32"
+    for name in selection.INT8_CANDIDATES:
+        assert "no int8 dot-product instructions" in table["not_timed"][name]
+    assert sorted(p.name for p in run.onnx_dir.glob("*.onnx")) == ["model.onnx"]  # nothing quantized
+    full = table["full_split"]  # the parity gate's figures: every test row
+    assert full["rows"] == result.n == 60 and full["passed"] and full["metric"] == round(result.metric_onnx, 6)
