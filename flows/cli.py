@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from flows import prefect_start
 from pipeline_lib.config import ConfigError, PipelineConfig, load_config
 from pipeline_lib.environment import apply_quiet_env
 
@@ -111,8 +112,12 @@ def run(
     """Run the whole pipeline as a Prefect flow: validate, tokenize, train, evaluate, export, gate, register.
     Skips (exit 0) when the champion was trained on this data version and config."""
     with _user_errors():
+        early = prefect_start.start_early()  # Prefect's temporary API starts while the config and imports load
         _load(config, overrides)  # fail fast on a bad config, before Prefect starts
         from flows.retrain import retrain
+
+        if early is not None:
+            early.ready(prefect_start.RUN_PRELOAD)
 
         run_dir = None
         if resume:
