@@ -1,14 +1,20 @@
-"""Pipeline overhead (issue 7): the same training with and without the pipeline around it.
+"""Pipeline overhead (issues 7 and 29): the same training with and without the pipeline around it, before and after.
 
-    python bench/overhead.py [--datasets tiny fpb] [--home warm|cold] [--epochs N] [--repeats N] [--max-rows N]
-                             [--fpb-data FILE] [--section NAME]
+    python bench/overhead.py [--datasets fpb30k fpb tiny] [--ref COMMIT] [--smoke] [--home warm|cold]
+                             [--epochs N] [--repeats N] [--max-rows N] [--fpb-data FILE] [--section NAME]
 
-Per dataset (`tiny`: the packaged 360-row sample with configs/default.yaml; `fpb`: Financial PhraseBank 50Agree with
-configs/financial_phrasebank.yaml), each config as is unless --epochs is given, in a fresh throw-away workspace: a git
+Datasets: `fpb30k`, a >= 30k-row classification set built from the shipped Financial PhraseBank 50Agree (each
+sentence and seeded variations of it: a source prefix, a changed figure; every text a distinct de-duplication key,
+so the pipeline keeps them all), 1 epoch; `fpb`, FPB 50Agree with configs/financial_phrasebank.yaml, 3 epochs;
+`tiny`: the packaged 360-row sample with configs/default.yaml as is. Each in a fresh throw-away workspace: a git
 repository whose data file is `dvc add`ed and committed, a private MLflow sqlite store and a private PREFECT_HOME.
 `--home warm` (default) creates Prefect's database and the MLflow store before the timed run, as on any machine that
 ran tunepipe before (every scheduled retrain but the first; no step cache, no champion, so every step runs);
 `--home cold` leaves both to the timed run, as on a machine's very first run.
+
+`--ref COMMIT` (e.g. 6a4284b) measures that commit's code too, in the same run: its tree is extracted (git archive)
+to a temporary folder and every child of the "before" arms runs with PYTHONPATH there (its configs too), alternating
+with this checkout's "after" arms on identical workspaces and data.
 
 - raw: a fresh process validates and tokenizes (untimed), imports the training stack, then times `run_step("train")`
   alone: model load, Trainer.train() (per-epoch validation and checkpoints included), saving the best model. The
@@ -23,8 +29,11 @@ ran tunepipe before (every scheduled retrain but the first; no step cache, no ch
   does the same (start-up only); and the import cost of the CLI and of the training stack, each in a fresh
   process.
 
-Overhead = (pipeline wall - raw train step wall) / raw train step wall. Targets: <= 5 % on 50Agree, <= 30 s on the
-tiny data. Writes the `overhead` section of bench/RESULTS.md.
+Overhead = everything but training, as a share of the bare train step: (pipeline wall - raw train step wall) / raw
+train step wall, and, free of the two arms' run-to-run difference, (pipeline wall - its own train task) / its own
+train step. Targets: <= 10 % on the 1-epoch 30k-row run, <= 5 % on FPB's 3-epoch run, evaluate >= 3x the train
+step's samples/s. `--smoke`: every dataset cut to a few hundred rows and 1 epoch, to check the bench runs (its
+figures mean nothing; written to the `overhead_smoke` section). Writes the `overhead` section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -48,26 +58,83 @@ STEP_LINE = re.compile(r"\[(" + "|".join(STEPS) + r")\] (\d+(?:\.\d+)?)s\b")
 FLOW_STARTED = re.compile(r"Beginning flow run|Flow run '[^']+' - |\[decide\]")
 SERVER_STARTING = re.compile(r"Starting temporary server")
 FLOW_FINISHED = re.compile(r"Flow run '[^']+' - Finished in state")
-TARGETS = {"tiny": ("absolute", 30.0), "fpb": ("ratio", 0.05)}
+TARGETS = {"tiny": ("absolute", 30.0), "fpb": ("ratio", 0.05), "fpb30k": ("ratio", 0.10)}
+EVALUATE_TARGET = 3.0  # evaluate's rows/s over the train step's samples/s
+SYNTHETIC_ROWS = 32_000  # fpb30k: rows written (every one a distinct de-duplication key)
+SMOKE_ROWS = 240
+PREFIXES = ("", "Update: ", "Report: ", "Company news: ", "Market wire: ", "Press release: ", "Analyst note: ")
+SUFFIXES = ("", " (company release)", " , the company said.", " , according to the report.", " (stock exchange notice)")
 
 
 @dataclass
 class Dataset:
     key: str
-    config: Path
+    config: str  # relative to the code root: the before arm reads its own commit's config
     source: Path
     title: str
+    epochs: float | None  # None: the config's own
+    name: str = ""
 
 
-def datasets(fpb_data: str) -> dict[str, Dataset]:
+@dataclass
+class Code:
+    """The code an arm runs: this checkout ("after") or a given commit extracted to a folder ("before")."""
+
+    label: str
+    root: Path
+    commit: str
+
+
+def datasets(fpb_data: str, work: Path) -> dict[str, Dataset]:
     from pipeline_lib.data.versions import SEED_DATASET
 
     return {
-        "tiny": Dataset("tiny", REPO / "configs/default.yaml", Path(SEED_DATASET), "packaged sample (360 rows)"),
-        "fpb": Dataset(
-            "fpb", REPO / "configs/financial_phrasebank.yaml", Path(fpb_data), "Financial PhraseBank 50Agree"
+        "fpb30k": Dataset(
+            "fpb30k",
+            "configs/financial_phrasebank.yaml",
+            work / "fpb30k.txt",
+            f"FPB 50Agree sentences and seeded variations ({SYNTHETIC_ROWS // 1000}k rows), 1 epoch",
+            1,
+            "fpb30k",
         ),
+        "fpb": Dataset(
+            "fpb", "configs/financial_phrasebank.yaml", Path(fpb_data), "Financial PhraseBank 50Agree, 3 epochs", 3
+        ),
+        "tiny": Dataset("tiny", "configs/default.yaml", Path(SEED_DATASET), "packaged sample (360 rows)", None),
     }
+
+
+def write_variations(source: Path, target: Path, rows: int, seed: int = 29) -> int:
+    """A PhraseBank-format file of `rows` labelled sentences: each FPB sentence once, then seeded variations of it (a
+    source prefix or suffix, one figure changed) until `rows`, every text a distinct de-duplication key (NFKC,
+    case-folded, spacing collapsed: `pipeline_lib.data.keys.text_key`) so the pipeline keeps them all."""
+    from pipeline_lib.data.keys import text_key
+
+    rng = random.Random(seed)
+    lines = source.read_bytes().decode("iso-8859-1").splitlines()
+    base = [(text.strip(), label.strip()) for text, sep, label in (line.rpartition("@") for line in lines) if sep]
+    seen: dict[str, str] = {}
+    out: list[tuple[str, str]] = []
+
+    def add(text: str, label: str) -> None:
+        key = text_key(text)
+        if key not in seen:  # a text already written (or one FPB itself repeats) is never written twice
+            seen[key] = label
+            out.append((text, label))
+
+    for text, label in base:
+        add(text, label)
+    attempts = 0
+    while len(out) < rows and attempts < rows * 20:
+        attempts += 1
+        text, label = base[rng.randrange(len(base))]
+        figures = re.findall(r"\d+", text)
+        if figures and rng.random() < 0.5:
+            old = rng.choice(figures)
+            text = re.sub(rf"\b{old}\b", str(int(old) + rng.randint(1, 97)), text, count=1)
+        add(f"{rng.choice(PREFIXES)}{text}{rng.choice(SUFFIXES)}", label)
+    target.write_bytes("".join(f"{text}@{label}\n" for text, label in out[:rows]).encode("iso-8859-1"))
+    return min(rows, len(out))
 
 
 def make_workspace(ds: Dataset, max_rows: int | None) -> Path:
@@ -75,7 +142,33 @@ def make_workspace(ds: Dataset, max_rows: int | None) -> Path:
 
 
 def overrides(ds: Dataset, epochs: float | None) -> list[str]:
-    return [f"data.path=data/{ds.source.name}", *([f"train.epochs={epochs:g}"] if epochs else [])]
+    epochs = epochs or ds.epochs
+    sets = [f"data.path=data/{ds.source.name}", *([f"train.epochs={epochs:g}"] if epochs else [])]
+    return sets + ([f"data.name={ds.name}"] if ds.name else [])
+
+
+def code_env(code: Code, **extra: str) -> dict[str, str]:
+    """A child's environment running `code`: its root first on PYTHONPATH."""
+    return child_env(PYTHONPATH=str(code.root), **extra)
+
+
+def extract_ref(ref: str) -> Code:
+    """The tree of `ref` in a temporary folder (git archive: no worktree, nothing written to the repository)."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-overhead-ref-{commit}-"))
+    archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return Code("before", folder, commit)
+
+
+def this_checkout() -> Code:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True)
+    return Code("after", REPO, commit + ("+dirty" if dirty.stdout.strip() else ""))
 
 
 # ---- children (each runs in a fresh interpreter) -------------------------------------------------------------
@@ -99,7 +192,8 @@ def raw_child(config: str, sets: list[str]) -> dict:
     run_step("train", cfg, run)
     wall = time.perf_counter() - start
     summary = read_json(run.train_summary)
-    return {"train_wall": wall, "rows": rows, **{k: summary.get(k) for k in ("seconds", "train_loop_seconds")}}
+    keys = ("seconds", "train_loop_seconds", "train_samples_per_second", "epochs_run")
+    return {"train_wall": wall, "rows": rows, **{k: summary.get(k) for k in keys}}
 
 
 def prefect_child() -> dict:
@@ -157,6 +251,7 @@ class PipelineRun:
     flow_started: float = 0.0
     flow_finished: float | None = None
     train_summary: dict = field(default_factory=dict)
+    evaluate_summary: dict = field(default_factory=dict)
 
     @classmethod
     def from_lines(cls, wall: float, lines: list[tuple[float, str]]) -> PipelineRun:
@@ -179,8 +274,8 @@ class PipelineRun:
         """Start-up, decide, each step, the gaps between steps, and after the last step; sums to the wall time."""
         server = self.server_starting if self.server_starting is not None else self.flow_started
         rows = {
-            "process start: imports, config check": server,
-            "Prefect ephemeral API start, flow run creation": self.flow_started - server,
+            "process start until Prefect's API server is launched (before: imports, config check)": server,
+            "Prefect API server start, flow run creation (after: overlapping the imports)": self.flow_started - server,
         }
         previous = self.flow_started
         gaps = 0.0
@@ -200,36 +295,43 @@ class PipelineRun:
         rows["after the flow: summary, API shutdown, process exit"] = self.wall - finished
         return rows
 
+    def not_training(self) -> float:
+        """Everything but the train task, seconds."""
+        return self.wall - self.steps["train"]
 
-def pipeline_env(root: Path) -> dict[str, str]:
-    return child_env(PREFECT_HOME=str(root / "prefect-home"), MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}")
+
+def pipeline_env(code: Code, root: Path) -> dict[str, str]:
+    return code_env(
+        code, PREFECT_HOME=str(root / "prefect-home"), MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}"
+    )
 
 
-def warm_up(root: Path) -> None:
+def warm_up(code: Code, root: Path) -> None:
     """What a machine that ran tunepipe before has (every retrain but the first): Prefect's database in
     PREFECT_HOME and the MLflow store created. No step cache, no champion: the timed run still does every step."""
-    env = pipeline_env(root)
+    env = pipeline_env(code, root)
     child_json(self_command("--child", "prefect"), root, env)
     child_json(self_command("--child", "store"), root, env)
 
 
-def run_pipeline(ds: Dataset, root: Path, epochs: float | None) -> PipelineRun:
-    """`tunepipe run` in a fresh process; every line stamped on arrival."""
-    tunepipe = Path(sys.executable).parent / "tunepipe"
+def run_pipeline(ds: Dataset, code: Code, root: Path, epochs: float | None) -> PipelineRun:
+    """`tunepipe run` in a fresh process running `code`; every line stamped on arrival."""
+    tunepipe = Path(sys.executable).parent / "tunepipe"  # imports flows.cli from PYTHONPATH: the arm's code
     command = [str(tunepipe)] if tunepipe.exists() else [sys.executable, "-m", "flows.cli"]
-    command += ["run", "--config", str(ds.config), *[a for s in overrides(ds, epochs) for a in ("--set", s)]]
-    env = pipeline_env(root)
+    command += ["run", "--config", str(code.root / ds.config)]
+    command += [a for s in overrides(ds, epochs) for a in ("--set", s)]
+    env = pipeline_env(code, root)
     lines: list[tuple[float, str]] = []
     start = time.perf_counter()
     proc = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:
         lines.append((time.perf_counter() - start, line.rstrip()))
-    code = proc.wait()
+    code_ = proc.wait()
     wall = time.perf_counter() - start
-    log = Path(tempfile.gettempdir()) / f"bench-overhead-{ds.key}.log"
+    log = Path(tempfile.gettempdir()) / f"bench-overhead-{ds.key}-{code.label}.log"
     log.write_text("".join(f"{stamp:9.3f}  {text}\n" for stamp, text in lines))
-    if code != 0:
-        raise RuntimeError(f"tunepipe run failed (exit {code}), its output with arrival times: {log}")
+    if code_ != 0:
+        raise RuntimeError(f"tunepipe run failed (exit {code_}), its output with arrival times: {log}")
     result = PipelineRun.from_lines(wall, lines)
     missing = [s for s in STEPS if s not in result.steps]
     if missing:
@@ -243,35 +345,43 @@ def self_command(*args: str) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), *args]
 
 
-def measure(ds: Dataset, epochs: float | None, max_rows: int | None, repeats: int, warm: bool) -> dict:
-    """Both arms `repeats` times, alternating, each in a fresh workspace; the fastest of each arm is kept."""
-    raws, pipes = [], []
+def measure(
+    ds: Dataset, codes: list[Code], epochs: float | None, max_rows: int | None, repeats: int, warm: bool
+) -> dict[str, dict]:
+    """Per code, both arms `repeats` times, each in a fresh workspace (codes alternate, raw before pipeline); the
+    fastest of each arm is kept."""
+    out: dict[str, dict] = {code.label: {"raws": [], "pipes": []} for code in codes}
     for _ in range(repeats):
-        root = make_workspace(ds, max_rows)
-        try:
-            raw_env = child_env(PREFECT_HOME=str(root / "prefect-home-raw"))
-            command = self_command("--child", "raw", "--config", str(ds.config), *overrides(ds, epochs))
-            raws.append(child_json(command, root, raw_env))
-            print(f"[{ds.key}] raw train step {raws[-1]['train_wall']:.1f}s", flush=True)
-            if warm:
-                warm_up(root)
-            pipes.append(run_pipeline(ds, root, epochs))
-            print(f"[{ds.key}] tunepipe run {pipes[-1].wall:.1f}s", flush=True)
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
+        for code in codes:
+            root = make_workspace(ds, max_rows)
+            try:
+                raw_env = code_env(code, PREFECT_HOME=str(root / "prefect-home-raw"))
+                config = str(code.root / ds.config)
+                command = self_command("--child", "raw", "--config", config, *overrides(ds, epochs))
+                out[code.label]["raws"].append(child_json(command, root, raw_env))
+                print(f"[{ds.key} {code.label}] raw train step {out[code.label]['raws'][-1]['train_wall']:.1f}s")
+                if warm:
+                    warm_up(code, root)
+                out[code.label]["pipes"].append(run_pipeline(ds, code, root, epochs))
+                print(f"[{ds.key} {code.label}] tunepipe run {out[code.label]['pipes'][-1].wall:.1f}s", flush=True)
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
     return {
-        "raw": min(raws, key=lambda r: r["train_wall"]),
-        "pipeline": min(pipes, key=lambda p: p.wall),
-        "all": ([r["train_wall"] for r in raws], [p.wall for p in pipes]),
+        label: {
+            "raw": min(arms["raws"], key=lambda r: r["train_wall"]),
+            "pipeline": min(arms["pipes"], key=lambda p: p.wall),
+            "all": ([r["train_wall"] for r in arms["raws"]], [p.wall for p in arms["pipes"]]),
+        }
+        for label, arms in out.items()
     }
 
 
-def fresh_process_costs() -> dict:
+def fresh_process_costs(code: Code) -> dict:
     """Prefect's ephemeral start-up (fresh PREFECT_HOME, then the same one again) and the import costs, each in a
-    fresh process."""
+    fresh process running `code`."""
     home = Path(tempfile.mkdtemp(prefix="bench-overhead-prefect-"))
     try:
-        env = child_env(PREFECT_HOME=str(home))
+        env = code_env(code, PREFECT_HOME=str(home))
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], env=env, check=True)
         interpreter = time.perf_counter() - start
@@ -279,9 +389,9 @@ def fresh_process_costs() -> dict:
             "interpreter": interpreter,
             "prefect": child_json(self_command("--child", "prefect"), home, env),
             "prefect_again": child_json(self_command("--child", "prefect"), home, env),
-            "cli": child_json(self_command("--child", "import", "flows.cli", "flows.retrain"), REPO, env)["seconds"],
+            "cli": child_json(self_command("--child", "import", "flows.cli", "flows.retrain"), home, env)["seconds"],
             "training_stack": child_json(
-                self_command("--child", "import", "torch", "transformers", "pipeline_lib.training"), REPO, env
+                self_command("--child", "import", "torch", "transformers", "pipeline_lib.training"), home, env
             )["seconds"],
         }
     finally:
@@ -299,106 +409,122 @@ def verdict(key: str, seconds: float, ratio: float) -> str:
     return f"<= {limit:.0%}: {'met' if ratio <= limit else 'NOT met'}"
 
 
-def report(results: dict[str, dict], data: dict[str, Dataset], costs: dict, args: argparse.Namespace) -> str:
+def evaluate_speed(result: dict) -> tuple[float, float]:
+    """Evaluate's test rows per second of its step, and the train step's training samples per second."""
+    raw, pipe = result["raw"], result["pipeline"]
+    rows = raw["rows"]["test"] / pipe.steps["evaluate"] if pipe.steps.get("evaluate") else 0.0
+    return rows, float(pipe.train_summary.get("train_samples_per_second") or raw.get("train_samples_per_second") or 0)
 
-    summary = [
-        "| data | rows (train/val/test) | epochs run | raw train step s | Trainer loop s | tunepipe run s | "
-        "overhead s | overhead | target |",
-        "|---|---|---|---|---|---|---|---|---|",
+
+def summary_rows(results: dict[str, dict[str, dict]], data: dict[str, Dataset]) -> list[str]:
+    table = [
+        "| data | code | rows (train/val/test) | epochs run | raw train step s | tunepipe run s | all but training "
+        "s | vs raw train step | vs its own train step | target | evaluate rows/s : train samples/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    keys = list(results)
-    breakdowns = {key: results[key]["pipeline"].breakdown() for key in keys}
-    for key in keys:
-        raw, pipe = results[key]["raw"], results[key]["pipeline"]
-        over = pipe.wall - raw["train_wall"]
-        ratio = over / raw["train_wall"]
-        rows = "/".join(str(raw["rows"][s]) for s in ("train", "validation", "test"))
-        summary.append(
-            f"| {data[key].title} | {rows} | {pipe.train_summary.get('epochs_run', '?')} | {raw['train_wall']:.1f} | "
-            f"{raw['train_loop_seconds'] or 0:.1f} | {pipe.wall:.1f} | {over:.1f} | {ratio:.1%} | "
-            f"{verdict(key, over, ratio)} |"
-        )
-
-    labels = list(dict.fromkeys(label for key in keys for label in breakdowns[key]))
-    table = ["| part of `tunepipe run` | " + " | ".join(f"{k} s | {k} share of overhead" for k in keys) + " |"]
-    table.append("|---|" + "---|---|" * len(keys))
-    for label in labels:
-        cells = []
-        for key in keys:
-            seconds = breakdowns[key].get(label, 0.0)
-            overhead = results[key]["pipeline"].wall - results[key]["raw"]["train_wall"]
-            share = "" if label == "train" else f"{seconds / overhead:.0%}" if overhead > 0 else ""
-            cells += [f"{seconds:.1f}", share]
-        table.append(f"| {label} | " + " | ".join(cells) + " |")
-    table.append("| **total (wall)** | " + " | ".join(f"**{results[k]['pipeline'].wall:.1f}** | " for k in keys) + "|")
-
-    train_notes = []
-    for key in keys:
-        pipe = results[key]["pipeline"]
-        inside = pipe.train_summary.get("seconds")
-        if inside is not None:
-            train_notes.append(
-                f"{key}: train task {pipe.steps['train']:.1f} s = train step {inside:.1f} s (Trainer loop "
-                f"{pipe.train_summary.get('train_loop_seconds') or 0:.1f} s) + {pipe.steps['train'] - inside:.1f} s "
-                "storing its outputs in the step cache; everything but the train task took "
-                f"{pipe.wall - pipe.steps['train']:.1f} s ({(pipe.wall - pipe.steps['train']) / inside:.0%} of the "
-                "run's own train step, free of the two arms' run-to-run difference)"
+    for key, by_code in results.items():
+        for label, result in by_code.items():
+            raw, pipe = result["raw"], result["pipeline"]
+            over = pipe.wall - raw["train_wall"]
+            ratio = over / raw["train_wall"]
+            own = pipe.not_training() / pipe.train_summary["seconds"] if pipe.train_summary.get("seconds") else 0.0
+            rows = "/".join(str(raw["rows"][s]) for s in ("train", "validation", "test"))
+            eval_rate, train_rate = evaluate_speed(result)
+            speed = f"{eval_rate:.0f} : {train_rate:.0f} = {eval_rate / train_rate:.1f}x" if train_rate else "?"
+            table.append(
+                f"| {data[key].title} | {label} | {rows} | {pipe.train_summary.get('epochs_run', '?')} | "
+                f"{raw['train_wall']:.1f} | {pipe.wall:.1f} | {over:.1f} | {ratio:.1%} | {own:.1%} | "
+                f"{verdict(key, over, ratio)} (own: {verdict(key, pipe.not_training(), own).split(': ')[1]}) | "
+                f"{speed} |"
             )
-    prefect, again = costs["prefect"], costs["prefect_again"]
-    subset_note = f" Data cut to at most {args.max_rows} rows (every k-th row)." if args.max_rows else ""
-    epochs_note = f"train.epochs={args.epochs:g} in both arms" if args.epochs else "each config's epochs as is"
+    return table
+
+
+def breakdown_table(results: dict[str, dict[str, dict]]) -> list[str]:
+    columns = [(key, label) for key, by_code in results.items() for label in by_code]
+    breakdowns = {(key, label): results[key][label]["pipeline"].breakdown() for key, label in columns}
+    labels = list(dict.fromkeys(row for b in breakdowns.values() for row in b))
+    table = ["| part of `tunepipe run`, s | " + " | ".join(f"{key} {label}" for key, label in columns) + " |"]
+    table.append("|---|" + "---|" * len(columns))
+    for row in labels:
+        table.append(f"| {row} | " + " | ".join(f"{breakdowns[c].get(row, 0.0):.1f}" for c in columns) + " |")
+    totals = [results[k][lb]["pipeline"] for k, lb in columns]
+    table.append("| **all but training** | " + " | ".join(f"**{p.not_training():.1f}**" for p in totals) + " |")
+    table.append("| **total (wall)** | " + " | ".join(f"**{p.wall:.1f}**" for p in totals) + " |")
+    return table
+
+
+def costs_table(costs: dict[str, dict]) -> list[str]:
+    labels = list(costs)
+    rows = [
+        ("Python interpreter start (`python -c pass`)", lambda c: c["interpreter"]),
+        ("import the CLI and the flow (`flows.cli`, `flows.retrain`)", lambda c: c["cli"]),
+        ("import the training stack (torch, transformers, `pipeline_lib.training`)", lambda c: c["training_stack"]),
+        ("`import prefect`", lambda c: c["prefect"]["import"]),
+        (
+            "first one-task flow, fresh PREFECT_HOME (API start + database creation)",
+            lambda c: c["prefect"]["first_flow"],
+        ),
+        (
+            "first one-task flow, next process, same PREFECT_HOME (API start)",
+            lambda c: c["prefect_again"]["first_flow"],
+        ),
+        ("second one-task flow in the same process", lambda c: c["prefect"]["second_flow"]),
+    ]
+    table = ["| what, s (fresh process) | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    table += [f"| {name} | " + " | ".join(f"{get(costs[lb]):.2f}" for lb in labels) + " |" for name, get in rows]
+    return table
+
+
+def report(
+    results: dict[str, dict[str, dict]],
+    data: dict[str, Dataset],
+    costs: dict[str, dict],
+    codes: list[Code],
+    args: argparse.Namespace,
+) -> str:
     home_note = (
         "a machine that ran tunepipe before: PREFECT_HOME's database and the MLflow store already created, no step "
         "cache, no champion"
         if args.home == "warm"
         else "a machine that never ran tunepipe: fresh PREFECT_HOME and MLflow store, created during the run"
     )
+    cut = f" Data cut to at most {args.max_rows} rows (every k-th row)." if args.max_rows else ""
+    epochs = f"train.epochs={args.epochs:g} everywhere" if args.epochs else "epochs as each dataset's title says"
+    code_note = ", ".join(f"{c.label} = {c.commit}" for c in codes)
+    notes = []
+    for key, by_code in results.items():
+        for label, result in by_code.items():
+            if len(result["all"][0]) > 1:
+                raws, walls = result["all"]
+                notes.append(
+                    f"- {key} {label}: all runs (raw train step / tunepipe run, s): "
+                    f"{', '.join(f'{r:.1f}' for r in raws)} / {', '.join(f'{w:.1f}' for w in walls)}; the fastest "
+                    "of each arm is shown."
+                )
+    title = "## Pipeline overhead: everything but training, before and after (issues 7 and 29)"
     return "\n".join(
         [
-            "## Pipeline overhead: the same training with and without the pipeline (issue 7)",
+            title + (" -- SMOKE: tiny data, figures mean nothing" if args.smoke else ""),
             "",
-            f'Raw = `run_step("train")` alone on already tokenized data in a fresh process (model load, Trainer '
-            f"loop with per-epoch validation, saving the best model); pipeline = `tunepipe run` in a fresh process "
-            f"({home_note}; git + DVC workspace; MLflow sqlite), same config and "
-            f"seed, {epochs_note}.{subset_note} Overhead = (pipeline wall - raw train step) / raw train step.",
+            f'Code: {code_note}. Raw = `run_step("train")` alone on already tokenized data in a fresh process (model '
+            "load, Trainer loop with per-epoch validation, saving the best model); pipeline = `tunepipe run` in a "
+            f"fresh process ({home_note}; git + DVC workspace; MLflow sqlite), same config, data and seed, {epochs}."
+            f"{cut} All but training = pipeline wall - train step; shown against the raw arm's train step and, free "
+            "of the two arms' run-to-run difference, against the pipeline's own train step (its train task minus "
+            "storing the outputs).",
             "",
-            *summary,
+            *summary_rows(results, data),
             "",
-            "Where the time of `tunepipe run` goes (step times are the steps' own log lines; the share column is "
-            "each part's share of the overhead; train is the trained work itself, and its difference to the raw "
-            "arm is run-to-run noise):",
+            "Where the time of `tunepipe run` goes (the steps' own log lines; train is the trained work itself):",
             "",
-            *table,
+            *breakdown_table(results),
             "",
-            *(f"- {note}." for note in train_notes),
-            "",
-            *(
-                f"- {key}: all runs (raw train step / tunepipe run, s): "
-                f"{', '.join(f'{r:.1f}' for r in results[key]['all'][0])} / "
-                f"{', '.join(f'{w:.1f}' for w in results[key]['all'][1])}; the fastest of each arm is shown."
-                for key in keys
-                if len(results[key]["all"][0]) > 1
-            ),
+            *notes,
             "",
             "Fixed costs, each in a fresh process:",
             "",
-            "| what | seconds |",
-            "|---|---|",
-            f"| Python interpreter start (`python -c pass`) | {costs['interpreter']:.2f} |",
-            f"| import the CLI and the flow (`flows.cli`, `flows.retrain`: prefect, typer, pydantic) | "
-            f"{costs['cli']:.2f} |",
-            f"| import the training stack (torch, transformers, `pipeline_lib.training`) | "
-            f"{costs['training_stack']:.2f} |",
-            f"| `import prefect` | {prefect['import']:.2f} |",
-            f"| first one-task flow, fresh PREFECT_HOME (ephemeral API start + database creation + run) | "
-            f"{prefect['first_flow']:.2f} |",
-            f"| first one-task flow, next process, same PREFECT_HOME (ephemeral API start + run) | "
-            f"{again['first_flow']:.2f} |",
-            f"| second one-task flow in the same process (per-run orchestration) | {prefect['second_flow']:.2f} |",
-            "",
-            f"Prefect's ephemeral start-up: about {again['first_flow'] - again['second_flow']:.1f} s per process "
-            f"(first flow minus second), plus {prefect['first_flow'] - again['first_flow']:.1f} s once per machine "
-            "to create its database; a team Prefect server (`PREFECT_API_URL`) removes both.",
+            *costs_table(costs),
             "",
             f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f} {load_note()}.",
         ]
@@ -414,8 +540,10 @@ def load_note() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", choices=["tiny", "fpb"], default=["tiny", "fpb"])
-    parser.add_argument("--epochs", type=float, default=None, help="train.epochs for both arms (default: config's)")
+    parser.add_argument("--datasets", nargs="+", choices=["fpb30k", "fpb", "tiny"], default=["fpb30k", "fpb"])
+    parser.add_argument("--ref", help="also measure this commit's code (e.g. 6a4284b), in the same run")
+    parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_ROWS} rows, 1 epoch: check the bench runs")
+    parser.add_argument("--epochs", type=float, default=None, help="train.epochs for every arm (default: dataset's)")
     parser.add_argument("--max-rows", type=int, default=None, help="use at most N rows of each data file (checks)")
     parser.add_argument("--repeats", type=int, default=1, help="run both arms N times, keep the fastest of each")
     parser.add_argument("--fpb-data", default=str(FPB_50AGREE))
@@ -426,7 +554,7 @@ def main() -> None:
         help="warm: Prefect's database and the MLflow store exist before the timed run (every retrain but a "
         "machine's first); cold: both are created during it",
     )
-    parser.add_argument("--section", default="overhead", help="RESULTS.md section to write (a partial rerun: another)")
+    parser.add_argument("--section", default=None, help="RESULTS.md section (default: overhead, or overhead_smoke)")
     parser.add_argument("--child", choices=["raw", "prefect", "store", "import"], help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
@@ -445,16 +573,33 @@ def main() -> None:
     from pipeline_lib.environment import apply_quiet_env
 
     apply_quiet_env()
-    data = datasets(args.fpb_data)
-    for key in args.datasets:
-        if not data[key].source.is_file():
-            parser.error(f"{key}: no data file {data[key].source} (--fpb-data FILE)")
-    costs = fresh_process_costs()
-    results = {
-        key: measure(data[key], args.epochs, args.max_rows, args.repeats, args.home == "warm") for key in args.datasets
-    }
-    body = report(results, data, costs, args)
-    write_section(args.section, body)
+    if args.smoke:
+        args.max_rows, args.epochs = args.max_rows or SMOKE_ROWS, args.epochs or 1
+    section = args.section or ("overhead_smoke" if args.smoke else "overhead")
+    work = Path(tempfile.mkdtemp(prefix="bench-overhead-data-"))
+    codes = [this_checkout()]
+    try:
+        if args.ref:
+            codes.insert(0, extract_ref(args.ref))
+        data = datasets(args.fpb_data, work)
+        if "fpb30k" in args.datasets and Path(args.fpb_data).is_file():
+            written = write_variations(Path(args.fpb_data), data["fpb30k"].source, SYNTHETIC_ROWS)
+            print(f"[fpb30k] {written} rows written to {data['fpb30k'].source}", flush=True)
+        for key in args.datasets:
+            if not data[key].source.is_file():
+                parser.error(f"{key}: no data file {data[key].source} (--fpb-data FILE)")
+        costs = {code.label: fresh_process_costs(code) for code in codes}
+        results = {
+            key: measure(data[key], codes, args.epochs, args.max_rows, args.repeats, args.home == "warm")
+            for key in args.datasets
+        }
+        body = report(results, data, costs, codes, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        for code in codes:
+            if code.label == "before":
+                shutil.rmtree(code.root, ignore_errors=True)
+    write_section(section, body)
     print(body)
 
 
