@@ -62,6 +62,7 @@ TARGETS = {"tiny": ("absolute", 30.0), "fpb": ("ratio", 0.05), "fpb30k": ("ratio
 EVALUATE_TARGET = 3.0  # evaluate's rows/s over the train step's samples/s
 SYNTHETIC_ROWS = 32_000  # fpb30k: rows written (every one a distinct de-duplication key)
 SMOKE_ROWS = 240
+LOADS: list[float] = []  # the 1-minute load average after each arm
 PREFIXES = ("", "Update: ", "Report: ", "Company news: ", "Market wire: ", "Press release: ", "Analyst note: ")
 SUFFIXES = ("", " (company release)", " , the company said.", " , according to the report.", " (stock exchange notice)")
 
@@ -93,13 +94,11 @@ def datasets(fpb_data: str, work: Path) -> dict[str, Dataset]:
             "fpb30k",
             "configs/financial_phrasebank.yaml",
             work / "fpb30k.txt",
-            f"FPB 50Agree sentences and seeded variations ({SYNTHETIC_ROWS // 1000}k rows), 1 epoch",
+            f"FPB 50Agree sentences and seeded variations ({SYNTHETIC_ROWS // 1000}k rows)",
             1,
             "fpb30k",
         ),
-        "fpb": Dataset(
-            "fpb", "configs/financial_phrasebank.yaml", Path(fpb_data), "Financial PhraseBank 50Agree, 3 epochs", 3
-        ),
+        "fpb": Dataset("fpb", "configs/financial_phrasebank.yaml", Path(fpb_data), "Financial PhraseBank 50Agree", 3),
         "tiny": Dataset("tiny", "configs/default.yaml", Path(SEED_DATASET), "packaged sample (360 rows)", None),
     }
 
@@ -364,6 +363,7 @@ def measure(
                     warm_up(code, root)
                 out[code.label]["pipes"].append(run_pipeline(ds, code, root, epochs))
                 print(f"[{ds.key} {code.label}] tunepipe run {out[code.label]['pipes'][-1].wall:.1f}s", flush=True)
+                LOADS.append(os.getloadavg()[0])
             finally:
                 shutil.rmtree(root, ignore_errors=True)
     return {
@@ -490,7 +490,11 @@ def report(
         else "a machine that never ran tunepipe: fresh PREFECT_HOME and MLflow store, created during the run"
     )
     cut = f" Data cut to at most {args.max_rows} rows (every k-th row)." if args.max_rows else ""
-    epochs = f"train.epochs={args.epochs:g} everywhere" if args.epochs else "epochs as each dataset's title says"
+    epochs = (
+        f"train.epochs={args.epochs:g} everywhere"
+        if args.epochs
+        else "train.epochs=1 on fpb30k, 3 on fpb, the config's own on tiny"
+    )
     code_note = ", ".join(f"{c.label} = {c.commit}" for c in codes)
     notes = []
     for key, by_code in results.items():
@@ -533,9 +537,13 @@ def report(
 
 def load_note() -> str:
     """Whether other jobs shared the machine: the benchmark's own threads load it up to its core count."""
-    if os.getloadavg()[0] > len(os.sched_getaffinity(0)) + 0.5:
-        return "(above the core count: other jobs shared the machine, the two arms' times are not comparable)"
-    return "(the benchmark's own threads: no other job shared the machine)"
+    highest = max([os.getloadavg()[0], *LOADS])
+    if highest > len(os.sched_getaffinity(0)) + 0.5:
+        return (
+            f"(at most {highest:.1f} after an arm: above the core count, other jobs shared the machine and the "
+            "arms' times are not comparable)"
+        )
+    return f"(at most {highest:.1f} after an arm: the benchmark's own threads, no other job shared the machine)"
 
 
 def main() -> None:

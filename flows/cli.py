@@ -112,8 +112,8 @@ def run(
     """Run the whole pipeline as a Prefect flow: validate, tokenize, train, evaluate, export, gate, register.
     Skips (exit 0) when the champion was trained on this data version and config."""
     with _user_errors():
-        early = prefect_start.start_early()  # Prefect's temporary API starts while the config and imports load
         _load(config, overrides)  # fail fast on a bad config, before Prefect starts
+        early = prefect_start.start_early()  # Prefect's temporary API starts while the flow and libraries import
         from flows.retrain import retrain
 
         if early is not None:

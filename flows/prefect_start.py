@@ -4,7 +4,7 @@ Without a Prefect server (`PREFECT_API_URL` unset), Prefect starts a temporary A
 flow needs it: the flow then waits for that process to import the server, check its database and answer, several
 seconds on every `tunepipe run`, after the process has imported Prefect, the flow and the server module itself.
 `start_early` launches the same server (the same uvicorn command and environment as Prefect's `SubprocessASGIServer`)
-as the command's first act and points `PREFECT_API_URL` at it; the command then loads its config, imports the flow
+once the config is checked and points `PREFECT_API_URL` at it; the command then imports the flow
 and the steps' libraries while the server starts, and `EarlyServer.ready` waits for it to answer before the flow
 runs. It is stopped when the process exits, after Prefect's own exit handlers (its log shipping) ran.
 
