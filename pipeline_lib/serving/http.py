@@ -269,6 +269,10 @@ def create_app(watcher: ModelWatcher, prediction_log: PredictionLog | None = Non
         except TextTooLong as exc:
             metrics.rejected.labels("text_too_long").inc()
             raise HTTPException(422, str(exc)) from exc
+        with metrics.in_flight.track_inprogress():
+            return await answer(request.texts, texts)
+
+    async def answer(texts_given: list[str], texts: list[str]) -> Any:
         try:
             future = batcher.submit(texts)
         except Overloaded as exc:
@@ -283,7 +287,7 @@ def create_app(watcher: ModelWatcher, prediction_log: PredictionLog | None = Non
         model = results[0][0]  # a request is never split: all its rows come from one batch, one model
         rows = [row for _, row in results]
         if predictions_log is not None:
-            predictions_log.append(model.name, model.version, request.texts, rows)
+            predictions_log.append(model.name, model.version, texts_given, rows)
         return {**describe(model), "predictions": [{k: v for k, v in r.items() if k != "text"} for r in rows]}
 
     @app.get("/health")

@@ -44,6 +44,12 @@ class ServeMetrics:
         )
         self.texts = Counter("tunepipe_predicted_texts", "Texts predicted", registry=r)
         self.queue = Gauge("tunepipe_queue_texts", "Texts waiting for a batch", multiprocess_mode="livesum", registry=r)
+        self.in_flight = Gauge(
+            "tunepipe_in_flight_requests",
+            "Prediction requests accepted and not yet answered",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
         self.rejected = Counter(
             "tunepipe_rejected_requests",
             "Requests refused by a limit: body_too_large, too_many_texts, text_too_long, overloaded, unauthorized",
