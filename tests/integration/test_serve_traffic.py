@@ -197,7 +197,7 @@ def test_batching_gives_every_caller_its_own_predictions(registered: Path, in_wo
     texts = [f"Item {i}: {SENTENCES[i % 4]} " + "more words " * (i % 7) for i in range(96)]
     expected = {text: predictor.predict([text])[0] for text in texts}
     # the texts' answers tell them apart: a row given to the wrong caller would not match
-    assert len({tuple(round(p, 3) for p in row["probabilities"].values()) for row in expected.values()}) > 80
+    assert len({tuple(round(p, 5) for p in row["probabilities"].values()) for row in expected.values()}) == len(texts)
     with server(in_workspace, ["serve.max_batch_wait_ms=5", "serve.log=false"], "batching") as (base, _):
         requests = [[text] for text in texts[:64]] + [texts[i : i + 8] for i in range(64, 96, 8)]
 
@@ -213,7 +213,7 @@ def test_batching_gives_every_caller_its_own_predictions(registered: Path, in_wo
             for text, row in zip(batch, body["predictions"], strict=True):
                 want = expected[text]
                 for label, p in want["probabilities"].items():
-                    assert row["probabilities"][label] == pytest.approx(p, abs=1e-4), text
+                    assert row["probabilities"][label] == pytest.approx(p, abs=2e-6), text
         found = metrics(base)
         batches = sample(found, "tunepipe_batch_requests_count")
         assert batches < len(answers)  # requests were merged: fewer batches than requests
@@ -251,16 +251,16 @@ def rss_mb(pid: int) -> float:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
-def test_sigterm_under_load_answers_every_accepted_request(registered: Path, in_workspace: Path, tmp_path: Path):
-    folder = tmp_path / "predictions"
-    sets = [f"serve.log_path={folder}", "serve.log_texts=true"]
+def test_sigterm_under_load_answers_every_accepted_request(registered: Path, in_workspace: Path):
+    folder = in_workspace / "sigterm-predictions"
+    sets = [f"serve.log_path={folder.name}", "serve.log_texts=true"]
     with server(in_workspace, sets, "sigterm") as (base, proc):
         answered: list[str] = []
         failures: list[str] = []
         stop = threading.Event()
 
-        def big(i: int) -> None:  # 8 requests of 64 texts: seconds of work queued when SIGTERM comes
-            batch = [f"big {i}-{j}: {LONG}" for j in range(64)]
+        def big(i: int) -> None:  # 8 requests of 32 texts: seconds of work queued when SIGTERM comes
+            batch = [f"big {i}-{j}: {SENTENCES[j % 4]}" for j in range(32)]
             status, body, _ = request(f"{base}/predict", {"texts": batch})
             if status == 200:
                 answered.extend(batch)
@@ -293,12 +293,12 @@ def test_sigterm_under_load_answers_every_accepted_request(registered: Path, in_
             thread.start()
         time.sleep(0.5)
         os.killpg(proc.pid, signal.SIGTERM)
-        assert proc.wait(timeout=120) == 0
+        assert proc.wait(timeout=120) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it is done
         stop.set()
         for thread in loops + bigs:
             thread.join(60)
         assert not failures
-        assert sum(text.startswith("big") for text in answered) == 8 * 64  # every accepted big request answered
+        assert sum(text.startswith("big") for text in answered) == 8 * 32  # every accepted big request answered
         logged = read_log(folder)
         assert set(answered) <= set(logged["text"])
         assert set(logged["text_sha256"]) >= {text_sha256(t) for t in answered}
