@@ -159,7 +159,8 @@ class Guard:
             headers = dict(scope["headers"])
             if self.token is not None and path not in OPEN_PATHS and not self._authorized(headers):
                 self.metrics.rejected.labels("unauthorized").inc()
-                await _json(send_counted, 401, "missing or wrong bearer token", {"www-authenticate": "Bearer"})
+                headers_out = {"www-authenticate": "Bearer", "connection": "close"}  # its body is never read
+                await _json(send_counted, 401, "missing or wrong bearer token", headers_out)
                 return
             length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
