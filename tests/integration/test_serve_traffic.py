@@ -316,3 +316,67 @@ def test_several_workers_behind_one_port(registered: Path, in_workspace: Path):
         assert sample(found, "tunepipe_requests_total", endpoint="/predict", status="200") == sent
         assert sample(found, "tunepipe_predicted_texts_total") == sent
         assert sample(found, "tunepipe_model_version", model=NAME) == 1
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (PEM), made with the cryptography library."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+def test_tls_with_the_configured_certificate(registered: Path, in_workspace: Path):
+    import ssl
+
+    folder = in_workspace / "tls"
+    folder.mkdir(exist_ok=True)
+    cert, key = self_signed(folder)
+    port = free_port()
+    sets = [f"serve.ssl_certfile={cert}", f"serve.ssl_keyfile={key}", "serve.log=false"]
+    args = [sys.executable, "-m", "flows.cli", "serve", "--model", MODEL, "--port", str(port), *cli_sets(*sets)]
+    log = in_workspace.parent / "tls-serve.log"
+    context = ssl.create_default_context(cafile=str(cert))
+    with child(args, log, child_env(PYTHONPATH=str(REPO)), cwd=in_workspace) as proc:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
+                connection.request(
+                    "POST", "/predict", json.dumps({"texts": SENTENCES[:1]}), {"Content-Type": "application/json"}
+                )
+                response = connection.getresponse()
+                break
+            except (ConnectionRefusedError, ConnectionResetError):
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.5)
+        assert response.status == 200 and len(json.loads(response.read())["predictions"]) == 1
+        plain = http.client.HTTPConnection("127.0.0.1", port, timeout=5)  # no TLS: no answer
+        with pytest.raises((OSError, http.client.HTTPException)):
+            plain.request("GET", "/health")
+            plain.getresponse()
