@@ -1,7 +1,7 @@
 """Serving under concurrent load (issue 26): `tunepipe serve` beside `mlflow models serve` of the same registered
-model, in one run.
+model and beside `tunepipe serve` as it was before batching (`--baseline REV`), in one run.
 
-    python bench/serving_load.py [--seconds 15] [--max-requests 20000] [--workers 1] [--smoke]
+    python bench/serving_load.py [--seconds 15] [--max-requests 20000] [--workers 1] [--baseline REV] [--smoke]
 
 In a throw-away workspace: trains and registers the default model on the packaged sample (a few steps; throughput
 does not depend on how well it was trained), then for each server in turn starts it on 127.0.0.1, warms it up and
@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -34,6 +35,7 @@ from _results import FPB_50AGREE, REPO, child_env, machine, write_section
 
 NAME = "financial-sentiment"
 LOADS = [(1, 1), (8, 1), (32, 1), (64, 1), (4, 32)]  # (clients, texts per request)
+BEFORE = "tunepipe serve before batching"
 FAST = ["train.max_steps=6", "train.batch_size=8", "gates.floors={}"]
 
 
@@ -170,9 +172,25 @@ def measure(server: Server, texts: list[str], seconds: float, max_requests: int)
     return rows
 
 
+def baseline_source(root: Path, revision: str) -> Path:
+    """This repository's code at `revision` (the server before batching), extracted under `root`."""
+    target = root / "baseline-src"
+    target.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", revision], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
 def run_servers(root: Path, texts: list[str], args: argparse.Namespace) -> dict[str, list[dict]]:
     env = child_env(MLFLOW_TRACKING_URI=f"sqlite:///{root / '.tunepipe' / 'mlflow.db'}")
     results: dict[str, list[dict]] = {}
+    if args.baseline:
+        source = baseline_source(root, args.baseline)
+        port = free_port()
+        command = [sys.executable, "-m", "flows.cli", "serve", "--model", f"{NAME}@champion", "--port", str(port)]
+        with started(command, root, {**env, "PYTHONPATH": str(source)}, port, root / "baseline-serve.log"):
+            before = Server(BEFORE, port, "/predict", lambda t: json.dumps({"texts": t}))
+            results[BEFORE] = measure(before, texts, args.seconds, args.max_requests)
     port = free_port()
     command = ["tunepipe", "serve", "--model", f"{NAME}@champion", "--port", str(port)]
     command += ["--set", f"serve.workers={args.workers}", "--set", "serve.log=true"]
@@ -220,14 +238,24 @@ def report(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
         + verdict(versus >= 4, f"{4 - versus:.1f}x short"),
         f"p99 at 32 single-text clients: {at32['p99_ms']:.0f} ms (target <= 100 ms): "
         + verdict(at32["p99_ms"] <= 100, f"{at32['p99_ms'] - 100:.0f} ms over"),
-        f"idle batch-1 p50 (1 client): {ours[(1, 1)]['p50_ms']:.2f} ms (the issue's run before batching: "
-        "292 texts/s at 1 client, about 3.4 ms a request, on its AVX-512 machine)",
     ]
+    if BEFORE in results:
+        before = next(r for r in results[BEFORE] if (r["clients"], r["texts_per_request"]) == (1, 1))
+        change = ours[(1, 1)]["p50_ms"] / before["p50_ms"] - 1
+        targets.append(
+            f"idle batch-1 p50 (1 client): {ours[(1, 1)]['p50_ms']:.2f} ms vs {before['p50_ms']:.2f} ms before "
+            f"batching ({args.baseline}), {change:+.0%} (target within 10 %): "
+            + verdict(abs(change) <= 0.10 or change < 0, f"{change - 0.10:.0%} over")
+        )
+    else:
+        targets.append(f"idle batch-1 p50 (1 client): {ours[(1, 1)]['p50_ms']:.2f} ms (no baseline run)")
     return (
         "## Serving under concurrent load (issue 26)\n\n"
         f"`tunepipe serve` (serve.workers={args.workers}, dynamic batching with the default serve.max_batch_size "
         "and serve.max_batch_wait_ms, prediction log on) and `mlflow models serve --env-manager local` of the same "
-        "registered model (all-MiniLM-L6-v2, fine-tuned a few steps on the packaged sample), on 127.0.0.1, "
+        "registered model (all-MiniLM-L6-v2, fine-tuned a few steps on the packaged sample)"
+        + (f", and `tunepipe serve` as of {args.baseline} (before batching)" if args.baseline else "")
+        + ", on 127.0.0.1, "
         f"closed-loop clients over keep-alive connections with real Financial PhraseBank sentences, {args.seconds:g} s "
         "per load (the load generator runs on the same cores).\n\n"
         + "\n".join(lines)
@@ -242,6 +270,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each load")
     parser.add_argument("--max-requests", type=int, default=20000, help="most requests of each load")
     parser.add_argument("--workers", type=int, default=1, help="serve.workers of tunepipe serve")
+    parser.add_argument(
+        "--baseline", default="6a4284b", help="git revision of the server before batching, measured too ('' to skip)"
+    )
     parser.add_argument("--smoke", action="store_true", help="2 s loads, print only (RESULTS.md untouched)")
     args = parser.parse_args()
     if args.smoke:
