@@ -289,7 +289,8 @@ def create_app(watcher: ModelWatcher, prediction_log: PredictionLog | None = Non
         rows = [row for _, row in results]
         if predictions_log is not None:
             predictions_log.append(model.name, model.version, texts_given, rows)
-        return {**describe(model), "predictions": [{k: v for k, v in r.items() if k != "text"} for r in rows]}
+        predictions = [{k: v for k, v in r.items() if k != "text"} for r in rows]
+        return JSONResponse({**describe(model), "predictions": predictions})  # plain JSON types: no re-encoding
 
     @app.get("/health")
     def health() -> dict[str, Any]:
