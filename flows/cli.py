@@ -324,16 +324,14 @@ def serve(
     config: ConfigOpt = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Serve a registered model over HTTP: POST /predict {"texts": [...]}, GET /health, GET /version.
-    A new champion is picked up without a restart."""
-    from pipeline_lib.serving.http import ModelWatcher, create_app
+    """Serve a registered model over HTTP: POST /predict {"texts": [...]}, GET /health, /version, /metrics.
+    Concurrent requests are batched; limits, token, TLS and workers are set under `serve:`. A new champion is
+    picked up without a restart."""
+    from pipeline_lib.serving.server import serve_forever
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     with _user_errors():
-        app_ = create_app(ModelWatcher(_load(config, overrides), model, refresh))
-    import uvicorn
-
-    uvicorn.run(app_, host=host, port=port, log_level="info")
+        serve_forever(_load(config, overrides), model, host, port, refresh)
 
 
 @app.command()

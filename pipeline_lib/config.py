@@ -14,7 +14,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
+    field_serializer,
     field_validator,
     model_serializer,
     model_validator,
@@ -565,14 +567,39 @@ TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 class ServeConfig(_Section):
-    """`tunepipe serve`'s prediction log: one record per prediction (time, model version, text hash and length,
-    label, top probability), in SQLite files under `log_path` that rotate at `log_rotate_mb`."""
+    """`tunepipe serve`: its prediction log (one record per prediction: time, model version, text hash and length,
+    label, top probability, in SQLite files under `log_path` that rotate at `log_rotate_mb`), how concurrent
+    requests are batched, the limits that keep it answering, its token and TLS files."""
 
     log: bool = True  # false: keep no prediction log
     log_path: str | None = None  # a folder; None: `<paths.store>/predictions`
     log_texts: bool = False  # also keep each raw text (off: only its SHA-256 and length)
     log_rotate_mb: float = Field(64.0, gt=0)  # start a new file once the current one reaches this size
     log_keep: int = Field(10, ge=1)  # rotated files kept besides the current one (oldest deleted first)
+    workers: int = Field(1, ge=1)  # worker processes behind the one port, each with its share of the cores
+    max_batch_size: int = Field(64, ge=1)  # texts of concurrent requests merged into one predictor batch
+    max_batch_wait_ms: float = Field(2.0, ge=0)  # under load, how long a batch waits for more (never when idle)
+    max_queue: int = Field(2048, ge=1)  # texts waiting per worker; beyond it: 503 with Retry-After
+    max_texts: int = Field(1024, ge=1)  # texts per request; beyond it: 413
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)  # request body; beyond it: 413 before it is read
+    max_connections: int = Field(1024, ge=1)  # open connections per worker; beyond it: 503 (memory stays bounded)
+    long_text: Literal["truncate", "refuse"] = "truncate"  # a text longer than model.max_length tokens
+    token: SecretStr | None = None  # bearer token for /predict, /version, /metrics (or TUNEPIPE_SERVE_TOKEN)
+    ssl_certfile: str | None = None  # TLS: PEM certificate (chain); with ssl_keyfile, serve HTTPS
+    ssl_keyfile: str | None = None  # TLS: PEM private key
+
+    @field_serializer("token", when_used="json")
+    def _token_never_written(self, token: SecretStr | None) -> None:
+        """The token is never written out (config dumps are logged with runs): it reads back as unset."""
+        return None
+
+    @model_validator(mode="after")
+    def _limits_consistent(self) -> ServeConfig:
+        if self.max_queue < self.max_texts:
+            raise ValueError("serve.max_queue must be at least serve.max_texts (one full request must fit)")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("serve.ssl_certfile and serve.ssl_keyfile go together: set both for TLS, or neither")
+        return self
 
 
 class MonitorConfig(_Section):

@@ -1,0 +1,181 @@
+"""Opportunistic (dynamic) batching: many callers' small requests merged into one predictor batch.
+
+Pure (a thread, a queue, futures; no HTTP, no model): `DynamicBatcher(run)` calls `run(items)` on one worker
+thread with the items of every request queued since the last batch, in arrival order, up to `max_batch_size`
+items, and hands each caller exactly its own slice of the results. A request is never split: one larger than
+`max_batch_size` runs alone (`run` chunks it itself).
+
+When to close a batch. A batch starts as soon as the worker is free and a request is queued. If the worker had
+to wait for that request (the server was idle), the batch runs at once: a lone request gets no added delay. If
+requests were already queued (traffic is arriving faster than batches run), the batch waits up to
+`max_wait_s` for more to fill it, then runs with what it has.
+
+Errors stay with their callers: when a merged batch raises, each of its requests is run again alone, so one bad
+request fails only its own future. The queue is bounded (`max_queue` items): `submit` raises `Overloaded` at
+once instead of letting latency grow without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Overloaded(Exception):
+    """The queue is full (or the batcher is closing): try again later."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass
+class _Request(Generic[T, R]):
+    items: list[T]
+    future: Future[list[R]] = field(default_factory=Future)
+
+
+class DynamicBatcher(Generic[T, R]):
+    """Merge concurrent `submit`s into `run` calls on one worker thread (see the module's docstring)."""
+
+    def __init__(
+        self,
+        run: Callable[[list[T]], Sequence[R]],
+        *,
+        max_batch_size: int = 64,
+        max_wait_s: float = 0.002,
+        max_queue: int = 1024,
+        on_batch: Callable[[int, int], None] | None = None,
+        name: str = "batcher",
+    ) -> None:
+        if max_batch_size < 1 or max_queue < 1 or max_wait_s < 0:
+            raise ValueError("max_batch_size and max_queue must be >= 1 and max_wait_s >= 0")
+        self.run = run
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self.on_batch = on_batch  # called with (items, requests) of each batch before it runs
+        self._queue: deque[_Request[T, R]] = deque()
+        self._queued = 0  # items waiting (not yet in a running batch)
+        self._cond = threading.Condition()
+        self._closed = False
+        self._worker = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._worker.start()
+
+    @property
+    def queued(self) -> int:
+        """Items waiting for a batch."""
+        return self._queued
+
+    def submit(self, items: Sequence[T]) -> Future[list[R]]:
+        """Queue one request; its future resolves to `run`'s results for exactly these items, in order (or to the
+        exception its own items raise). Raises `Overloaded` when the queue cannot take it."""
+        request: _Request[T, R] = _Request(list(items))
+        if not request.items:
+            request.future.set_result([])
+            return request.future
+        with self._cond:
+            if self._closed:
+                raise Overloaded("shutting down: not accepting new requests")
+            if self._queued and self._queued + len(request.items) > self.max_queue:
+                raise Overloaded(f"queue full: {self._queued} items waiting (limit {self.max_queue})")
+            self._queue.append(request)
+            self._queued += len(request.items)
+            self._cond.notify()
+        return request.future
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop accepting requests, answer every queued one, stop the worker (idempotent)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._worker is not threading.current_thread():
+            self._worker.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._run(batch)
+
+    def _next_batch(self) -> list[_Request[T, R]] | None:
+        """The requests of the next batch (None: closed and drained)."""
+        with self._cond:
+            idle = not self._queue
+            while not self._queue:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            batch = [self._queue.popleft()]
+            size = len(batch[0].items)
+            size = self._take(batch, size)
+            if not idle and self.max_wait_s > 0 and size < self.max_batch_size:
+                deadline = time.monotonic() + self.max_wait_s
+                while size < self.max_batch_size and not self._closed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                    size = self._take(batch, size)
+            self._queued -= size
+            return batch
+
+    def _take(self, batch: list[_Request[T, R]], size: int) -> int:
+        """Move queued requests into `batch` while they fit; the batch's new size."""
+        while self._queue and size + len(self._queue[0].items) <= self.max_batch_size:
+            request = self._queue.popleft()
+            batch.append(request)
+            size += len(request.items)
+        return size
+
+    def _run(self, batch: list[_Request[T, R]]) -> None:
+        items = [item for request in batch for item in request.items]
+        if self.on_batch is not None:
+            try:
+                self.on_batch(len(items), len(batch))
+            except Exception:  # metrics must never fail a batch
+                log.exception("on_batch callback failed")
+        try:
+            results = self._checked(items)
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0].future, error=exc)
+                return
+            for request in batch:  # find whose items fail: each request alone
+                try:
+                    _settle(request.future, self._checked(request.items))
+                except Exception as own:
+                    _settle(request.future, error=own)
+            return
+        start = 0
+        for request in batch:
+            _settle(request.future, results[start : start + len(request.items)])
+            start += len(request.items)
+
+    def _checked(self, items: list[T]) -> list[R]:
+        results = list(self.run(items))
+        if len(results) != len(items):
+            raise RuntimeError(f"run returned {len(results)} results for {len(items)} items")
+        return results
+
+
+def _settle(future: Future[Any], result: Any = None, error: BaseException | None = None) -> None:
+    """Resolve `future`, unless its caller has cancelled it meanwhile (a client that went away)."""
+    if not future.set_running_or_notify_cancel():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
