@@ -1,0 +1,82 @@
+"""Scored streams for the trend tests: real Financial PhraseBank sentences scored once by a real registered model,
+then resampled into seeded streams (ticker, timestamp) written as a scored dataset in `tunepipe score`'s layout
+(`part-*.parquet` + `manifest.json`). Once `score` is merged, `score_pool` can become one `tunepipe score` call."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FPB = Path("/work/shared/data/financial_phrasebank")
+START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+TICKERS = ("NOKIA", "KONE", "FORTUM", "ELISA", "UPM", "WARTSILA")
+
+
+def phrasebank(name: str = "Sentences_50Agree.txt") -> pd.DataFrame:
+    """FPB sentences with their human label (`text`, `true_label`), duplicates dropped."""
+    lines = (FPB / name).read_text(encoding="iso-8859-1").replace("\r", "").split("\n")
+    rows = [line.rpartition("@") for line in lines if "@" in line]
+    frame = pd.DataFrame({"text": [r[0].strip() for r in rows], "true_label": [r[2].strip() for r in rows]})
+    return frame.drop_duplicates("text").reset_index(drop=True)
+
+
+def score_pool(onnx_dir: Path, texts: pd.DataFrame, name: str, version: str) -> pd.DataFrame:
+    """`texts` scored by the ONNX folder's real predictor: `label`, one `p_<label>` each, model, version, digest."""
+    from pipeline_lib.runtime.predictor import OnnxPredictor
+
+    predictor = OnnxPredictor.from_dir(onnx_dir)
+    rows = predictor.predict(texts["text"].tolist())
+    pool = texts.copy()
+    pool["label"] = [row["label"] for row in rows]
+    for label in predictor.labels:
+        pool[f"p_{label}"] = [row["probabilities"][label] for row in rows]
+    pool["model"], pool["version"] = name, version
+    pool["onnx_sha256"] = hashlib.sha256((onnx_dir / "model.onnx").read_bytes()).hexdigest()
+    return pool
+
+
+def stream(
+    pool: pd.DataFrame,
+    seed: int,
+    days: int = 10,
+    per_day: int = 60,
+    tickers: tuple[str, ...] = TICKERS[:4],
+    surge: tuple[str, int, int] | None = None,
+) -> pd.DataFrame:
+    """`days` daily windows per ticker of `per_day` texts drawn at random from `pool`; `surge=(ticker, day, n)`
+    adds `n` texts that a human labelled negative to that ticker's day."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    negatives = pool.index[pool["true_label"] == "negative"]
+    for ticker in tickers:
+        for day in range(days):
+            chosen = rng.choice(pool.index, per_day)
+            if surge and surge[0] == ticker and surge[1] == day:
+                chosen = np.concatenate([chosen, rng.choice(negatives, surge[2])])
+            part = pool.loc[chosen].copy()
+            seconds = rng.integers(0, 86400, len(part))
+            part["published_at"] = [START + timedelta(days=day, seconds=int(s)) for s in seconds]
+            part["ticker"] = ticker
+            parts.append(part)
+    frame = pd.concat(parts, ignore_index=True)
+    frame.insert(0, "id", [f"s{seed}-{i}" for i in range(len(frame))])
+    frame["scored_at"] = START + timedelta(days=days)
+    return frame.drop(columns=["true_label"])
+
+
+def write_scored(frame: pd.DataFrame, folder: Path, parts: int = 3) -> Path:
+    """`frame` as a scored dataset: `parts` part files and a manifest, as `tunepipe score` writes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, chunk in enumerate(np.array_split(np.arange(len(frame)), parts)):
+        table = pa.Table.from_pandas(frame.iloc[chunk], preserve_index=False)
+        pq.write_table(table, folder / f"part-{index:05d}.parquet")
+    manifest = {"rows_out": len(frame), "model": str(frame["model"].iloc[0]), "version": str(frame["version"].iloc[0])}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
