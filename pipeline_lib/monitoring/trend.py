@@ -144,8 +144,8 @@ def output_folder(cfg: PipelineConfig) -> Path:
 def run_trend(cfg: PipelineConfig, scored_path: str | Path, html: str | Path | None = None) -> dict[str, Any]:
     """`analyse`, then write `trend.json` and the HTML report (`html`, default `trend.html` beside the JSON);
     their paths are in the report's `outputs`."""
-    from pipeline_lib.monitoring.report import write_html
     from pipeline_lib.layout import write_json
+    from pipeline_lib.monitoring.report import write_html
 
     report = analyse(cfg, scored_path)
     folder = output_folder(cfg)
