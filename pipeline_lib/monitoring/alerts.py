@@ -130,3 +130,14 @@ def send_new(report: dict[str, Any], senders: dict[str, Sender], state: Path) ->
 
 def url_sender(url: str) -> Sender:
     return lambda body: post_json(url, body)
+
+
+def senders(cfg: PipelineConfig, block_sender: Callable[[str], Sender] | None = None) -> dict[str, Sender]:
+    """Where new alerts go, by destination name: `trend.notify_url`, and `trend.notify_block` through
+    `block_sender` (the Prefect side, `tasks.trend.block_sender`: this package imports no Prefect)."""
+    found: dict[str, Sender] = {}
+    if cfg.trend.notify_url:
+        found[f"url:{cfg.trend.notify_url}"] = url_sender(cfg.trend.notify_url)
+    if cfg.trend.notify_block and block_sender is not None:
+        found[f"block:{cfg.trend.notify_block}"] = block_sender(cfg.trend.notify_block)
+    return found
