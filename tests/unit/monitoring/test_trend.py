@@ -4,9 +4,7 @@ planted rise and names its group and window, bad input gets one clear error each
 from __future__ import annotations
 
 import json
-import threading
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ from pipeline_lib.monitoring import scored as scored_module
 from pipeline_lib.monitoring.alerts import NotifyError, send_new, senders, state_path
 from pipeline_lib.monitoring.scored import TrendError, aggregate, check_columns, open_scored
 from pipeline_lib.monitoring.trend import NO_VERDICT, SURGE, analyse, run_trend
+from tests.integration.servers import json_receiver
 
 START = datetime(2026, 3, 2, tzinfo=timezone.utc)
 LABELS = ("negative", "neutral", "positive")
@@ -164,7 +163,7 @@ def test_bad_folders_and_settings(tmp_path):
     with pytest.raises(TrendError, match="no such file or folder"):
         analyse(config(tmp_path), tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(TrendError, match="no part-\\*.parquet files"):
+    with pytest.raises(TrendError, match=r"no part-\*\.parquet files"):
         analyse(config(tmp_path), tmp_path / "empty")
     folder = write(frame(days=2), tmp_path / "scored")
     with pytest.raises(TrendError, match="no time column: give --time-column"):
@@ -177,42 +176,26 @@ def test_bad_folders_and_settings(tmp_path):
         config(tmp_path, "trend.notify_block=alerts")
 
 
-class Receiver(BaseHTTPRequestHandler):
-    bodies: list = []
-    status = 200
-
-    def do_POST(self):  # noqa: N802
-        type(self).bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(type(self).status)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def receiver():
-    Receiver.bodies, Receiver.status = [], 200
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/alerts"
-    server.shutdown()
+    with json_receiver() as found:
+        yield found
 
 
 def test_an_alert_is_sent_once_and_retried_after_a_failure(tmp_path, receiver):
+    url, bodies, answer = receiver
     folder = write(frame(seed=3, surge=("B", 9, 40)), tmp_path / "scored")
-    cfg = config(tmp_path, f"trend.notify_url={receiver}")
+    cfg = config(tmp_path, f"trend.notify_url={url}")
     report = run_trend(cfg, folder)
-    Receiver.status = 500
+    answer["status"] = 500
     with pytest.raises(NotifyError, match="answered HTTP 500; the alert will be sent on the next run"):
         send_new(report, senders(cfg), state_path(cfg, folder))
-    Receiver.status = 200
+    answer["status"] = 200
     first = send_new(report, senders(cfg), state_path(cfg, folder))
     second = send_new(run_trend(cfg, folder), senders(cfg), state_path(cfg, folder))
     assert len(first["sent"]) == 1 and not second["sent"] and len(second["already_sent"]) == 1
-    assert len(Receiver.bodies) == 2  # the refused one, then the delivered one
-    body = Receiver.bodies[-1]
+    assert len(bodies) == 2  # the refused one, then the delivered one
+    body = bodies[-1]
     assert body["group"] == {"ticker": "B"} and body["window"]["start"] == (START + timedelta(days=9)).isoformat()
     assert {"share", "baseline", "p_value", "q_value", "examples"} <= set(body)
     assert (folder / "trend_alerts.json").is_file()
