@@ -14,14 +14,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-FPB = Path("/work/shared/data/financial_phrasebank")
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 TICKERS = ("NOKIA", "KONE", "FORTUM", "ELISA", "UPM", "WARTSILA")
 
 
-def phrasebank(name: str = "Sentences_50Agree.txt") -> pd.DataFrame:
-    """FPB sentences with their human label (`text`, `true_label`), duplicates dropped."""
-    lines = (FPB / name).read_text(encoding="iso-8859-1").replace("\r", "").split("\n")
+def phrasebank(path: Path) -> pd.DataFrame:
+    """FPB sentences (a `Sentences_*.txt` file) with their human label (`text`, `true_label`), duplicates dropped."""
+    lines = path.read_text(encoding="iso-8859-1").replace("\r", "").split("\n")
     rows = [line.rpartition("@") for line in lines if "@" in line]
     frame = pd.DataFrame({"text": [r[0].strip() for r in rows], "true_label": [r[2].strip() for r in rows]})
     return frame.drop_duplicates("text").reset_index(drop=True)
