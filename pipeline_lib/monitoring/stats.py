@@ -65,20 +65,19 @@ def test_windows(frame: pd.DataFrame, by: list[str], settings: TrendConfig) -> p
             variance = (base["index_sq"] / base["n"] - rows["baseline_index"] ** 2).clip(lower=0)
             rows["index_band"] = 1.96 * np.sqrt(variance / rows["n"].clip(lower=1))
         rows["effect"] = rows["share"] - rows["baseline_share"]
-        low, high, p_values = [], [], []
-        for n, k, n_b, k_b, p_b in rows[["n", "hits", "baseline_n", "baseline_hits", "baseline_share"]].itertuples(
-            index=False
-        ):
-            if n > 0 and n_b > 0:
-                low.append(stats.binom.ppf(0.025, n, p_b) / n)
-                high.append(stats.binom.ppf(0.975, n, p_b) / n)
-            else:
-                low.append(math.nan)
-                high.append(math.nan)
-            if n >= settings.min_count and n_b >= settings.min_baseline_count:
-                p_values.append(float(stats.fisher_exact([[k, n - k], [k_b, n_b - k_b]], alternative="greater")[1]))
-            else:
-                p_values.append(math.nan)
+        n, k, n_b, k_b = (rows[c].to_numpy() for c in ("n", "hits", "baseline_n", "baseline_hits"))
+        banded = (n > 0) & (n_b > 0)
+        p_b = np.where(banded, rows["baseline_share"].fillna(0).to_numpy(), 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            low = np.where(banded, stats.binom.ppf(0.025, n, p_b) / n, np.nan)
+            high = np.where(banded, stats.binom.ppf(0.975, n, p_b) / n, np.nan)
+        tested_here = (n >= settings.min_count) & (n_b >= settings.min_baseline_count)
+        p_values = [
+            float(stats.fisher_exact([[k[i], n[i] - k[i]], [k_b[i], n_b[i] - k_b[i]]], alternative="greater")[1])
+            if tested_here[i]
+            else math.nan
+            for i in range(len(rows))
+        ]
         rows["band_low"], rows["band_high"], rows["p_value"] = low, high, p_values
         out.append(rows)
     tested = pd.concat(out, ignore_index=True)

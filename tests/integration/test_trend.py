@@ -32,7 +32,7 @@ from .trend_streams import START, phrasebank, score_pool, stream, write_scored
 
 pytestmark = pytest.mark.integration
 NAME = "financial-sentiment"
-SURGE = ("KONE", 9, 25)  # 25 sentences a human labelled negative, added to KONE's 60 texts of its last day
+SURGE = ("KONE", 9, 60)  # 60 sentences a human labelled negative, added to KONE's 60 texts of its last day
 ALPHA = 0.05
 runner = CliRunner()
 
@@ -77,7 +77,7 @@ def test_a_planted_surge_in_real_news_is_named_by_group_and_window(pool, tmp_pat
         ({"ticker": "KONE"}, pd.Timestamp(START + pd.Timedelta(days=9)).isoformat())
     ]
     alert = report["alerts"][0]
-    assert alert["n"] == 85 and alert["q_value"] <= ALPHA and alert["examples"]
+    assert alert["n"] == 120 and alert["q_value"] <= ALPHA and alert["examples"]
     assert all(example["text"] in set(pool["text"]) for example in alert["examples"])
     table = trend_cli(scored, tmp_path / "out")
     assert table.exit_code == 2 and "SURGE ticker=KONE 2026-01-10" in table.output and "verdict: surge" in table.output

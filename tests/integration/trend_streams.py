@@ -52,22 +52,22 @@ def stream(
     """`days` daily windows per ticker of `per_day` texts drawn at random from `pool`; `surge=(ticker, day, n)`
     adds `n` texts that a human labelled negative to that ticker's day."""
     rng = np.random.default_rng(seed)
-    parts = []
-    negatives = pool.index[pool["true_label"] == "negative"]
-    for ticker in tickers:
-        for day in range(days):
-            chosen = rng.choice(pool.index, per_day)
-            if surge and surge[0] == ticker and surge[1] == day:
-                chosen = np.concatenate([chosen, rng.choice(negatives, surge[2])])
-            part = pool.loc[chosen].copy()
-            seconds = rng.integers(0, 86400, len(part))
-            part["published_at"] = [START + timedelta(days=day, seconds=int(s)) for s in seconds]
-            part["ticker"] = ticker
-            parts.append(part)
-    frame = pd.concat(parts, ignore_index=True)
+    cells = len(tickers) * days
+    chosen = rng.choice(len(pool), cells * per_day)
+    ticker = np.repeat(np.array(tickers, dtype=object), days * per_day)
+    day = np.tile(np.repeat(np.arange(days), per_day), len(tickers))
+    if surge:
+        negatives = np.flatnonzero(pool["true_label"].to_numpy() == "negative")
+        chosen = np.concatenate([chosen, rng.choice(negatives, surge[2])])
+        ticker = np.concatenate([ticker, np.full(surge[2], surge[0], dtype=object)])
+        day = np.concatenate([day, np.full(surge[2], surge[1])])
+    frame = pool.iloc[chosen].drop(columns=["true_label"]).reset_index(drop=True)
+    seconds = day * 86400 + rng.integers(0, 86400, len(frame))
+    frame["published_at"] = pd.Timestamp(START) + pd.to_timedelta(seconds, unit="s")
+    frame["ticker"] = ticker
     frame.insert(0, "id", [f"s{seed}-{i}" for i in range(len(frame))])
-    frame["scored_at"] = START + timedelta(days=days)
-    return frame.drop(columns=["true_label"])
+    frame["scored_at"] = pd.Timestamp(START + timedelta(days=days))
+    return frame
 
 
 def write_scored(frame: pd.DataFrame, folder: Path, parts: int = 3) -> Path:
