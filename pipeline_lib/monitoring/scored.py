@@ -67,7 +67,11 @@ def open_scored(path: str | Path) -> Scored:
     if root.is_file():
         files = [root]
     elif root.is_dir():
-        files = sorted(p for p in root.rglob("part-*.parquet") if p.is_file())
+        files = sorted(
+            p
+            for p in root.rglob("part-*.parquet")
+            if p.is_file() and not any(part.startswith((".", "_")) for part in p.relative_to(root).parts[:-1])
+        )  # not the half-written parts in a writer's hidden or _temporary folder
         if not files:
             raise TrendError(
                 f"{root}: no part-*.parquet files: expected the output folder of `tunepipe score` (or one Parquet file)"

@@ -133,6 +133,9 @@ def _manifest_model(root: Path) -> dict[str, Any] | None:
         data = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    runs = data.get("runs") if isinstance(data, dict) else None
+    if runs and isinstance(runs[-1], dict) and runs[-1].get("models"):  # `tunepipe score`: the last run's first model
+        data = runs[-1]["models"][0]
     found = {k: data[k] for k in ("model", "name", "version", "onnx_sha256") if isinstance(data.get(k), str | int)}
     return found or None
 

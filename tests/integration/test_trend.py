@@ -73,6 +73,7 @@ def test_a_planted_surge_in_real_news_is_named_by_group_and_window(pool, tmp_pat
     result = trend_cli(scored, tmp_path / "out", "--json")
     assert result.exit_code == 2, result.output
     report = json.loads(result.output)
+    assert report["model"]["name"] == NAME and report["verdict"] == "surge"
     assert [(a["group"], a["start"]) for a in report["alerts"]] == [
         ({"ticker": "KONE"}, pd.Timestamp(START + pd.Timedelta(days=9)).isoformat())
     ]
@@ -166,7 +167,7 @@ def test_bad_input_gets_one_line_not_a_traceback(pool, tmp_path):
     assert "negative, neutral, positive" in result.output and "Traceback" not in result.output
     frame["published_at"] = frame["published_at"].astype(str).where(frame.index != 5, "yesterday")
     result = trend_cli(write_scored(frame, tmp_path / "bad", parts=1), tmp_path / "out")
-    assert result.exit_code == 1 and "part-00000.parquet row 6: 'published_at' is 'yesterday'" in result.output
+    assert result.exit_code == 1 and "part-stream-000000.parquet row 6: 'published_at' is 'yesterday'" in result.output
     quiet = trend_cli(scored, tmp_path / "out")  # two days: no baseline of 100 rows yet
     assert quiet.exit_code == 0 and "verdict: no verdict" in quiet.output
     assert not (tmp_path / "scored" / "trend_alerts.json").exists()

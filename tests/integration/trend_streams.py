@@ -71,11 +71,13 @@ def stream(
 
 
 def write_scored(frame: pd.DataFrame, folder: Path, parts: int = 3) -> Path:
-    """`frame` as a scored dataset: `parts` part files and a manifest, as `tunepipe score` writes them."""
+    """`frame` as `tunepipe score` writes a scored folder: part files and a manifest naming the model."""
     folder.mkdir(parents=True, exist_ok=True)
     for index, chunk in enumerate(np.array_split(np.arange(len(frame)), parts)):
         table = pa.Table.from_pandas(frame.iloc[chunk], preserve_index=False)
-        pq.write_table(table, folder / f"part-{index:05d}.parquet")
-    manifest = {"rows_out": len(frame), "model": str(frame["model"].iloc[0]), "version": str(frame["version"].iloc[0])}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+        pq.write_table(table, folder / f"part-stream-{index:06d}.parquet")
+    first = frame.iloc[0]
+    model = {"name": str(first["model"]), "version": str(first["version"]), "onnx_sha256": str(first["onnx_sha256"])}
+    run = {"status": "complete", "models": [model], "rows_out": len(frame)}
+    (folder / "manifest.json").write_text(json.dumps({"format": "tunepipe-scored/1", "runs": [run]}))
     return folder
