@@ -69,7 +69,8 @@ def trend(
     window of each group against its trailing baseline (one-sided Fisher exact test, Benjamini-Hochberg across
     groups). Writes trend.json and an HTML report; sends each new alert once. Exit 2 on a surge."""
     from pipeline_lib.config import load_config
-    from pipeline_lib.monitoring.alerts import NotifyError, send_new, senders, state_path
+    from pipeline_lib.monitoring.alerts import NotifyError
+    from pipeline_lib.monitoring.alerts import notify as send_alerts
     from pipeline_lib.monitoring.scored import TrendError
     from pipeline_lib.monitoring.trend import run_trend
     from pipeline_lib.roots import confine
@@ -80,16 +81,20 @@ def trend(
         cfg = load_config(files, sets)
         confine(cfg)
         report = run_trend(cfg, scored, html)
-        report["notified"] = send_new(
-            report, senders(cfg, block_sender) if report["alerts"] else {}, state_path(cfg, scored)
-        )
-    except (ConfigError, TrendError, NotifyError, FileNotFoundError) as exc:
+    except (ConfigError, TrendError, FileNotFoundError) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
+    failed = None
+    try:
+        report["notified"] = send_alerts(cfg, scored, report, block_sender)
+    except (ConfigError, NotifyError) as exc:  # the verdict stands; the alert is sent on the next run
+        failed = f"error: {exc}"
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
         print_report(report)
+    if failed:
+        typer.secho(failed, fg=typer.colors.RED, err=True)
     if report["surge"]:
         raise typer.Exit(2)
 

@@ -50,13 +50,12 @@ def compute(cfg: PipelineConfig, scored: str) -> dict[str, Any]:
 
 @task(name="notify", cache_policy=NO_CACHE)
 def notify(cfg: PipelineConfig, scored: str, report: dict[str, Any]) -> dict[str, Any]:
-    from pipeline_lib.monitoring.alerts import send_new, senders, state_path
+    from pipeline_lib.monitoring.alerts import notify as send_new_alerts
 
-    destinations = senders(cfg, block_sender) if report["alerts"] else {}
-    outcome = send_new(report, destinations, state_path(cfg, scored))
+    outcome = send_new_alerts(cfg, scored, report, block_sender)
     logger = get_run_logger()
     for key in outcome["sent"]:
         logger.warning("alert sent: %s", key)
-    if report["alerts"] and not destinations:
+    if report["alerts"] and not outcome["destinations"]:
         logger.warning("surge, but no trend.notify_block or trend.notify_url is set: no alert sent")
     return outcome

@@ -30,10 +30,12 @@ class NotifyError(RuntimeError):
 
 
 def state_path(cfg: PipelineConfig, scored: str | Path) -> Path:
-    if cfg.trend.state_path:
-        return Path(cfg.trend.state_path)
+    """`trend.state_path`, else `trend_alerts.json` beside the scored data; refused outside `paths.write_roots`."""
+    from pipeline_lib.roots import check_write
+
     root = Path(scored)
-    return (root if root.is_dir() else root.parent) / STATE_FILE
+    path = Path(cfg.trend.state_path) if cfg.trend.state_path else (root if root.is_dir() else root.parent) / STATE_FILE
+    return check_write(path, cfg, "trend.state_path (default: beside the scored data)")
 
 
 def alert_key(report: dict[str, Any], alert: dict[str, Any]) -> str:
@@ -141,3 +143,17 @@ def senders(cfg: PipelineConfig, block_sender: Callable[[str], Sender] | None = 
     if cfg.trend.notify_block and block_sender is not None:
         found[f"block:{cfg.trend.notify_block}"] = block_sender(cfg.trend.notify_block)
     return found
+
+
+def notify(
+    cfg: PipelineConfig,
+    scored: str | Path,
+    report: dict[str, Any],
+    block_sender: Callable[[str], Sender] | None = None,
+) -> dict[str, Any]:
+    """Send the report's new alerts to every configured destination and record them (nothing without alerts)."""
+    if not report["alerts"]:
+        return {"state": None, "sent": [], "already_sent": [], "destinations": []}
+    destinations = senders(cfg, block_sender)
+    outcome = send_new(report, destinations, state_path(cfg, scored))
+    return {**outcome, "destinations": list(destinations)}

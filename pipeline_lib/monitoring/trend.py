@@ -149,7 +149,10 @@ def run_trend(cfg: PipelineConfig, scored_path: str | Path, html: str | Path | N
     their paths are in the report's `outputs`."""
     from pipeline_lib.layout import write_json
     from pipeline_lib.monitoring.report import write_html
+    from pipeline_lib.roots import check_write
 
+    if html:
+        check_write(html, cfg, "--html")
     report = analyse(cfg, scored_path)
     folder = output_folder(cfg)
     folder.mkdir(parents=True, exist_ok=True)
