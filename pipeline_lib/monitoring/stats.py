@@ -45,52 +45,56 @@ def windows_of(aggregates: pd.DataFrame, by: list[str], window: str, latest: pd.
     return pd.concat(frames, ignore_index=True)
 
 
-def test_windows(frame: pd.DataFrame, by: list[str], settings: TrendConfig) -> pd.DataFrame:
-    """`frame` (one group's windows in time order per group) with baseline, effect, p, q, band and alert columns."""
+def fisher_greater(k: np.ndarray, n: np.ndarray, k_b: np.ndarray, n_b: np.ndarray) -> np.ndarray:
+    """One-sided Fisher exact p-values of [[k, n-k], [k_b, n_b-k_b]] (alternative "greater"), vectorized: the
+    hypergeometric tail P(X >= k) that `scipy.stats.fisher_exact` computes for one table."""
     from scipy import stats
 
-    out = []
-    for _, rows in frame.groupby(by, sort=True) if by else [((), frame)]:
-        rows = rows.sort_values("window").reset_index(drop=True)
-        roll = rows[["n", "hits", "index_sum", "index_sq"]].rolling(settings.baseline_windows, min_periods=1).sum()
-        base = roll.shift(1).fillna(0)
-        rows["baseline_n"] = base["n"].astype(int)
-        rows["baseline_hits"] = base["hits"].astype(int)
-        rows["baseline_windows"] = [min(i, settings.baseline_windows) for i in range(len(rows))]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rows["share"] = rows["hits"] / rows["n"]
-            rows["index"] = rows["index_sum"] / rows["n"]
-            rows["baseline_share"] = base["hits"] / base["n"]
-            rows["baseline_index"] = base["index_sum"] / base["n"]
-            variance = (base["index_sq"] / base["n"] - rows["baseline_index"] ** 2).clip(lower=0)
-            rows["index_band"] = 1.96 * np.sqrt(variance / rows["n"].clip(lower=1))
-        rows["effect"] = rows["share"] - rows["baseline_share"]
-        n, k, n_b, k_b = (rows[c].to_numpy() for c in ("n", "hits", "baseline_n", "baseline_hits"))
+    return np.clip(stats.hypergeom.sf(k - 1, n + n_b, n, k + k_b), 0.0, 1.0)
+
+
+def test_windows(frame: pd.DataFrame, by: list[str], settings: TrendConfig) -> pd.DataFrame:
+    """`frame` (every group's windows) with baseline, effect, p, q, band and alert columns, for every window."""
+    from scipy import stats
+
+    columns, size = ["n", "hits", "index_sum", "index_sq"], settings.baseline_windows
+    rows = frame.sort_values([*by, "window"]).reset_index(drop=True)
+    groups = rows.groupby(by, sort=False) if by else None
+    total = groups[columns].cumsum() if groups is not None else rows[columns].cumsum()
+
+    def shifted(periods: int) -> pd.DataFrame:
+        moved = total.groupby([rows[c] for c in by], sort=False).shift(periods) if by else total.shift(periods)
+        return moved.fillna(0)
+
+    base = shifted(1) - shifted(size + 1)  # the `size` windows before each window, pooled
+    position = groups.cumcount().to_numpy() if groups is not None else np.arange(len(rows))
+    rows["baseline_windows"] = np.minimum(position, size)
+    rows["baseline_n"] = base["n"].round().astype(int)
+    rows["baseline_hits"] = base["hits"].round().astype(int)
+    n, k = rows["n"].to_numpy(), rows["hits"].to_numpy()
+    n_b, k_b = rows["baseline_n"].to_numpy(), rows["baseline_hits"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rows["share"] = k / n
+        rows["index"] = rows["index_sum"] / n
+        rows["baseline_share"] = k_b / n_b
+        rows["baseline_index"] = base["index_sum"] / n_b
+        variance = (base["index_sq"] / n_b - rows["baseline_index"] ** 2).clip(lower=0)
+        rows["index_band"] = 1.96 * np.sqrt(variance / np.maximum(n, 1))
         banded = (n > 0) & (n_b > 0)
-        p_b = np.where(banded, rows["baseline_share"].fillna(0).to_numpy(), 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            low = np.where(banded, stats.binom.ppf(0.025, n, p_b) / n, np.nan)
-            high = np.where(banded, stats.binom.ppf(0.975, n, p_b) / n, np.nan)
-        tested_here = (n >= settings.min_count) & (n_b >= settings.min_baseline_count)
-        p_values = [
-            float(stats.fisher_exact([[k[i], n[i] - k[i]], [k_b[i], n_b[i] - k_b[i]]], alternative="greater")[1])
-            if tested_here[i]
-            else math.nan
-            for i in range(len(rows))
-        ]
-        rows["band_low"], rows["band_high"], rows["p_value"] = low, high, p_values
-        out.append(rows)
-    tested = pd.concat(out, ignore_index=True)
-    tested["q_value"] = math.nan
-    for _, rows in tested.groupby("window"):
-        ok = rows["p_value"].notna()
-        if ok.any():
-            tested.loc[rows.index[ok], "q_value"] = stats.false_discovery_control(rows.loc[ok, "p_value"].to_numpy())
-    tested["alert"] = (tested["q_value"] <= settings.alpha) & (tested["effect"] >= settings.min_effect)
-    return tested
+        p_b = np.where(banded, k_b / np.maximum(n_b, 1), 0.0)
+        rows["band_low"] = np.where(banded, stats.binom.ppf(0.025, n, p_b) / n, np.nan)
+        rows["band_high"] = np.where(banded, stats.binom.ppf(0.975, n, p_b) / n, np.nan)
+    rows["effect"] = rows["share"] - rows["baseline_share"]
+    tested = (n >= settings.min_count) & (n_b >= settings.min_baseline_count)
+    rows["p_value"] = np.where(tested, fisher_greater(k, n, k_b, n_b), np.nan)
+    rows["q_value"] = math.nan
+    for _, same in rows[tested].groupby("window"):  # Benjamini-Hochberg across the groups of each window
+        rows.loc[same.index, "q_value"] = stats.false_discovery_control(same["p_value"].to_numpy())
+    rows["alert"] = (rows["q_value"] <= settings.alpha) & (rows["effect"] >= settings.min_effect)
+    return rows
 
 
-def reason(row: pd.Series, settings: TrendConfig) -> str:
+def reason(row: dict, settings: TrendConfig) -> str:
     """Why a window has the verdict it has, in words."""
     if row["n"] == 0:
         return "no rows in this window"

@@ -38,7 +38,7 @@ def _number(value: Any, digits: int = 6) -> Any:
     return int(value) if hasattr(value, "__int__") and not isinstance(value, bool) else value
 
 
-def _window_record(row: pd.Series, settings: TrendConfig, end: pd.Timestamp) -> dict[str, Any]:
+def _window_record(row: dict[str, Any], settings: TrendConfig, end: pd.Timestamp) -> dict[str, Any]:
     return {
         "start": row["window"].isoformat(),
         "end": end.isoformat(),
@@ -78,7 +78,7 @@ def analyse(cfg: PipelineConfig, scored_path: str | Path) -> dict[str, Any]:
     for values, rows in tested.groupby(by, sort=True) if by else [((), tested)]:
         values = tuple(str(v) for v in (values if isinstance(values, tuple) else (values,)))
         rows = rows.sort_values("window")
-        records = [_window_record(row, settings, row["window"] + step) for _, row in rows.iterrows()]
+        records = [_window_record(row, settings, row["window"] + step) for row in rows.to_dict("records")]
         last = records[-1]
         verdict = SURGE if last["alert"] else NO_SURGE if last["p_value"] is not None else NO_VERDICT
         key = group_key(by, values)

@@ -199,3 +199,25 @@ def test_an_alert_is_sent_once_and_retried_after_a_failure(tmp_path, receiver):
     assert body["group"] == {"ticker": "B"} and body["window"]["start"] == (START + timedelta(days=9)).isoformat()
     assert {"share", "baseline", "p_value", "q_value", "examples"} <= set(body)
     assert (folder / "trend_alerts.json").is_file()
+
+
+def test_vectorized_fisher_equals_scipy():
+    from scipy import stats
+
+    from pipeline_lib.monitoring.stats import fisher_greater
+
+    rng = np.random.default_rng(0)
+    n, n_b = rng.integers(1, 200, 300), rng.integers(1, 2000, 300)
+    k, k_b = rng.integers(0, n + 1), rng.integers(0, n_b + 1)
+    want = [
+        stats.fisher_exact([[a, b - a], [c, d - c]], alternative="greater")[1]
+        for a, b, c, d in zip(k, n, k_b, n_b, strict=True)
+    ]
+    assert np.allclose(fisher_greater(k, n, k_b, n_b), want, rtol=1e-9, atol=1e-12)
+
+
+def test_without_groups_the_whole_stream_is_one_group(tmp_path):
+    folder = write(frame(seed=3, surge=("B", 9, 120)), tmp_path / "scored")
+    report = analyse(config(tmp_path, "trend.by=[]"), folder)
+    assert [g["key"] for g in report["groups"]] == ["(all)"] and report["alerts"][0]["group"] == {}
+    assert report["alerts"][0]["n"] == 3 * 80 + 120 and len(report["groups"][0]["windows"]) == 10
