@@ -124,7 +124,7 @@ def print_report(report: dict[str, Any]) -> None:
     colours = {"surge": "bold red", "no surge": "green"}
     quiet = []
     for group in report["groups"]:
-        w = group["windows"][-1]
+        w = group["latest"]
         table.add_row(
             escape(group["key"]),
             str(w["n"]),

@@ -44,7 +44,7 @@ def compute(cfg: PipelineConfig, scored: str) -> dict[str, Any]:
     logger = get_run_logger()
     logger.info("%s: %s (latest window %s)", scored, report["verdict"], report["latest_window"]["start"])
     for group in report["groups"]:
-        logger.info("  %s: %s", group["key"], group["windows"][-1]["reason"])
+        logger.info("  %s: %s", group["key"], group["latest"]["reason"])
     return report
 
 

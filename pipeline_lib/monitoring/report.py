@@ -26,21 +26,19 @@ def trend_png(group: dict[str, Any], label: str, formula: str) -> str:
     import matplotlib.pyplot as plt
     import pandas as pd
 
+    series = group["windows"]
     rows = pd.DataFrame(
-        [
-            {
-                "start": pd.Timestamp(w["start"]),
-                "share": w["share"],
-                "index": w["index"],
-                "low": w["baseline"]["band"][0],
-                "high": w["baseline"]["band"][1],
-                "base": w["baseline"]["share"],
-                "base_index": w["baseline"]["index"],
-                "index_band": w["baseline"]["index_band"],
-                "alert": w["alert"],
-            }
-            for w in group["windows"]
-        ]
+        {
+            "start": pd.to_datetime(series["start"], utc=True),
+            "share": series["share"],
+            "index": series["index"],
+            "low": series["band_low"],
+            "high": series["band_high"],
+            "base": series["baseline_share"],
+            "base_index": series["baseline_index"],
+            "index_band": series["index_band"],
+            "alert": series["alert"],
+        }
     ).astype({c: float for c in ("share", "index", "low", "high", "base", "base_index", "index_band")})
     x = rows["start"].dt.tz_localize(None)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.6), sharex=True, height_ratios=(3, 2))

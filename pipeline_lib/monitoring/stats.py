@@ -32,17 +32,19 @@ def window_offset(window: str) -> pd.DateOffset | pd.Timedelta:
 def windows_of(aggregates: pd.DataFrame, by: list[str], window: str, latest: pd.Timestamp) -> pd.DataFrame:
     """Every group's calendar windows from its first to `latest` (windows with no rows filled with zeros)."""
     step = window_offset(window)
-    frames = []
-    for key, rows in aggregates.groupby(by, sort=True) if by else [((), aggregates)]:
-        key = key if isinstance(key, tuple) else (key,)
-        first = rows["window"].min()
-        span = pd.DatetimeIndex([first + i * step for i in range(int((latest - first) / step) + 1)], name="window")
-        full = rows.set_index("window")[["n", "hits", "index_sum", "index_sq"]].reindex(span, fill_value=0)
-        full = full.reset_index()
-        for column, value in zip(by, key, strict=True):
-            full[column] = value
-        frames.append(full)
-    return pd.concat(frames, ignore_index=True)
+    firsts = aggregates.groupby(by, sort=True)["window"].min().reset_index() if by else None
+    if firsts is None:
+        firsts = pd.DataFrame({"window": [aggregates["window"].min()]})
+    counts = ((latest - firsts["window"]) // step).astype(int).to_numpy() + 1
+    full = firsts.loc[firsts.index.repeat(counts)].reset_index(drop=True)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    full["window"] = (full["window"] + pd.to_timedelta(offsets * step.value, unit="ns")).astype(
+        aggregates["window"].dtype
+    )
+    merged = full.merge(aggregates, on=[*by, "window"], how="left")
+    columns = ["n", "hits", "index_sum", "index_sq"]
+    merged[columns] = merged[columns].fillna(0)
+    return merged.astype({"n": "int64", "hits": "int64"})
 
 
 def fisher_greater(k: np.ndarray, n: np.ndarray, k_b: np.ndarray, n_b: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline_lib.config import PipelineConfig, TrendConfig
@@ -38,7 +39,8 @@ def _number(value: Any, digits: int = 6) -> Any:
     return int(value) if hasattr(value, "__int__") and not isinstance(value, bool) else value
 
 
-def _window_record(row: dict[str, Any], settings: TrendConfig, end: pd.Timestamp) -> dict[str, Any]:
+def window_record(row: dict[str, Any], settings: TrendConfig, end: pd.Timestamp) -> dict[str, Any]:
+    """One window in full: counts, share, index, baseline, effect, p and q values, verdict and its reason."""
     return {
         "start": row["window"].isoformat(),
         "end": end.isoformat(),
@@ -63,6 +65,40 @@ def _window_record(row: dict[str, Any], settings: TrendConfig, end: pd.Timestamp
     }
 
 
+# A group's every window, column by column (trend.json stays compact with a year of windows per group):
+# JSON name -> column of the tested frame; p and q values keep full precision, the rest 6 decimals.
+SERIES = {
+    "n": "n",
+    "count": "hits",
+    "share": "share",
+    "index": "index",
+    "baseline_n": "baseline_n",
+    "baseline_share": "baseline_share",
+    "baseline_index": "baseline_index",
+    "band_low": "band_low",
+    "band_high": "band_high",
+    "index_band": "index_band",
+    "effect": "effect",
+    "p_value": "p_value",
+    "q_value": "q_value",
+    "alert": "alert",
+}
+
+
+def window_series(rows: pd.DataFrame) -> dict[str, list[Any]]:
+    """`rows` (one group's windows in time order) as lists per field; NaN (nothing to compute) as null."""
+    series: dict[str, list[Any]] = {"start": [stamp.isoformat() for stamp in rows["window"]]}
+    for name, column in SERIES.items():
+        values = rows[column].to_numpy()
+        if values.dtype.kind in "biu":
+            series[name] = values.tolist()
+            continue
+        values = values.astype(float)
+        shown = values if name in ("p_value", "q_value") else values.round(6)
+        series[name] = np.where(np.isnan(values), None, shown).tolist()
+    return series
+
+
 def analyse(cfg: PipelineConfig, scored_path: str | Path) -> dict[str, Any]:
     """The trend report of the scored dataset at `scored_path` under `cfg.trend` (reads only)."""
     settings = cfg.trend
@@ -78,11 +114,18 @@ def analyse(cfg: PipelineConfig, scored_path: str | Path) -> dict[str, Any]:
     for values, rows in tested.groupby(by, sort=True) if by else [((), tested)]:
         values = tuple(str(v) for v in (values if isinstance(values, tuple) else (values,)))
         rows = rows.sort_values("window")
-        records = [_window_record(row, settings, row["window"] + step) for row in rows.to_dict("records")]
-        last = records[-1]
+        last = window_record(rows.iloc[-1].to_dict(), settings, latest + step)
         verdict = SURGE if last["alert"] else NO_SURGE if last["p_value"] is not None else NO_VERDICT
         key = group_key(by, values)
-        groups.append({"key": key, "group": dict(zip(by, values, strict=True)), "verdict": verdict, "windows": records})
+        groups.append(
+            {
+                "key": key,
+                "group": dict(zip(by, values, strict=True)),
+                "verdict": verdict,
+                "latest": last,
+                "windows": window_series(rows),
+            }
+        )
         if last["alert"]:
             alerts.append({"key": key, "group": dict(zip(by, values, strict=True)), **last})
             wanted[(values, latest)] = key

@@ -45,7 +45,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterato
     train = phrasebank(source / "Sentences_AllAgree.txt").groupby("true_label", group_keys=False).head(150)
     (root / "data").mkdir()
     train.rename(columns={"true_label": "label"}).to_csv(root / "data" / "fpb.csv", index=False)
-    sets = ["data.path=data/fpb.csv", *FAST_RUN, "train.max_steps=40", "train.batch_size=16"]
+    sets = ["data.path=data/fpb.csv", *FAST_RUN, "train.max_steps=40", "train.batch_size=16", "model.max_length=64"]
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         cfg = load_config(None, sets)
@@ -154,13 +154,16 @@ def test_each_alert_reaches_the_receiver_once_by_url_and_by_the_flows_notificati
         sets.append(f"paths.write_roots=[., {tmp_path}]")
         runs = [trend(str(scored), overrides=sets, time_column="published_at", by=["ticker"]) for _ in range(2)]
     assert [len(run["notified"]["sent"]) for run in runs] == [1, 0] and runs[0]["verdict"] == "surge"
-    assert len(bodies) == 2 and bodies[1] == body  # the block delivers the same JSON
+    assert len(bodies) == 2  # the block delivers the same JSON (but the link to its own report)
+    assert bodies[1].pop("report").startswith(str(tmp_path / "flow")) and body.pop("report")
+    assert bodies[1] == body
 
 
 def test_bad_input_gets_one_line_not_a_traceback(pool, tmp_path):
     frame = stream(pool, seed=3, days=2)
     scored = write_scored(frame, tmp_path / "scored")
-    result = runner.invoke(app, ["trend", str(scored), "--set", f"trend.output={tmp_path / 'out'}"])
+    sets = ["--set", f"trend.output={tmp_path / 'out'}", "--set", f"paths.write_roots=[., {tmp_path}]"]
+    result = runner.invoke(app, ["trend", str(scored), *sets])
     assert result.exit_code == 1 and "error: no time column: give --time-column" in result.output
     result = trend_cli(scored, tmp_path / "out", "--label", "bearish")
     assert result.exit_code == 1 and "the model has no label 'bearish'" in result.output

@@ -103,7 +103,7 @@ def test_a_planted_surge_is_named_by_group_and_window(tmp_path):
     assert probabilities == sorted(probabilities, reverse=True)
     assert report["index"]["formula"] == "mean(p_positive - p_negative)"
     written = json.loads(Path(report["outputs"]["json"]).read_text())
-    assert written["alerts"][0]["key"] == "ticker=B" and len(written["groups"][0]["windows"]) == 10
+    assert written["alerts"][0]["key"] == "ticker=B" and len(written["groups"][0]["windows"]["start"]) == 10
     html = Path(report["outputs"]["html"]).read_text()
     assert html.count('<img class="chart"') == 1 and "data:image/png;base64," in html
 
@@ -122,7 +122,7 @@ def test_too_few_rows_and_an_empty_latest_window_give_no_verdict(tmp_path):
     extra = frame(seed=2, per_day=10)
     data = pd.concat([data, extra[(extra["ticker"] == "A") & (extra["published_at"] >= START + timedelta(days=9))]])
     report = analyse(config(tmp_path), write(data, tmp_path / "scored"))
-    verdicts = {g["key"]: (g["verdict"], g["windows"][-1]["reason"]) for g in report["groups"]}
+    verdicts = {g["key"]: (g["verdict"], g["latest"]["reason"]) for g in report["groups"]}
     assert verdicts["ticker=A"] == (NO_VERDICT, "no verdict: 10 rows < trend.min_count 30")
     assert verdicts["ticker=C"] == (NO_VERDICT, "no rows in this window")
     assert verdicts["ticker=B"][0] == "no surge"
@@ -220,4 +220,4 @@ def test_without_groups_the_whole_stream_is_one_group(tmp_path):
     folder = write(frame(seed=3, surge=("B", 9, 120)), tmp_path / "scored")
     report = analyse(config(tmp_path, "trend.by=[]"), folder)
     assert [g["key"] for g in report["groups"]] == ["(all)"] and report["alerts"][0]["group"] == {}
-    assert report["alerts"][0]["n"] == 3 * 80 + 120 and len(report["groups"][0]["windows"]) == 10
+    assert report["alerts"][0]["n"] == 3 * 80 + 120 and len(report["groups"][0]["windows"]["n"]) == 10
