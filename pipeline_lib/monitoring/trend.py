@@ -87,7 +87,8 @@ SERIES = {
 
 def window_series(rows: pd.DataFrame) -> dict[str, list[Any]]:
     """`rows` (one group's windows in time order) as lists per field; NaN (nothing to compute) as null."""
-    series: dict[str, list[Any]] = {"start": [stamp.isoformat() for stamp in rows["window"]]}
+    seconds = rows["window"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[s]")
+    series: dict[str, list[Any]] = {"start": np.char.add(np.datetime_as_string(seconds), "+00:00").tolist()}
     for name, column in SERIES.items():
         values = rows[column].to_numpy()
         if values.dtype.kind in "biu":
