@@ -21,6 +21,7 @@ def trend_overrides(
     label: str | None = None,
     baseline_windows: int | None = None,
     notify: str | None = None,
+    engine: str | None = None,
 ) -> list[str]:
     """The options given, as `trend.*` overrides (validated with the config)."""
     given = {
@@ -30,6 +31,7 @@ def trend_overrides(
         "label": label,
         "baseline_windows": baseline_windows,
         "notify_url": notify,
+        "engine": engine,
     }
     return [f"trend.{key}={json.dumps(value)}" for key, value in given.items() if value is not None]
 
@@ -61,6 +63,9 @@ def trend(
     notify: Annotated[
         str | None, typer.Option("--notify", help="POST each new alert's JSON to this URL (trend.notify_url).")
     ] = None,
+    engine: Annotated[
+        str | None, typer.Option("--engine", help="pyarrow (here, in batches) or spark (trend.spark_master).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     config: Annotated[list[Path] | None, typer.Option("--config", "-c", help="YAML config; repeat to layer.")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a field.")] = None,
@@ -77,7 +82,7 @@ def trend(
 
     try:
         files = [str(p) for p in config] if config else ([str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else None)
-        sets = [*(overrides or []), *trend_overrides(time_column, by, window, label, baseline_windows, notify)]
+        sets = [*(overrides or []), *trend_overrides(time_column, by, window, label, baseline_windows, notify, engine)]
         cfg = load_config(files, sets)
         confine(cfg)
         report = run_trend(cfg, scored, html)

@@ -624,6 +624,8 @@ class TrendConfig(_Section):
     notify_url: str | None = None  # POST each new alert's JSON here (--notify)
     notify_block: str | None = None  # the flow sends each new alert through this Prefect notification block:
     # "BLOCK-TYPE/NAME", e.g. custom-webhook/trend-alerts or slack-webhook/markets
+    engine: Literal["pyarrow", "spark"] = "pyarrow"  # who aggregates: pyarrow batches here, or Apache Spark
+    spark_master: str = "local[*]"  # with engine spark: a cluster master URL at scale
 
     @field_validator("window")
     @classmethod

@@ -106,7 +106,13 @@ def analyse(cfg: PipelineConfig, scored_path: str | Path) -> dict[str, Any]:
     scored = open_scored(scored_path)
     index = check_columns(scored, settings)
     by = list(settings.by)
-    aggregates = aggregate(scored, settings, index)
+    if settings.engine == "spark":
+        from pipeline_lib.monitoring.spark import aggregate_spark
+
+        aggregates = aggregate_spark(scored, settings, index, settings.spark_master)
+    else:
+        aggregates = aggregate(scored, settings, index)
+    aggregates["window"] = aggregates["window"].astype("datetime64[us, UTC]")
     latest = aggregates["window"].max()
     step = stats.window_offset(settings.window)
     tested = stats.test_windows(stats.windows_of(aggregates, by, settings.window, latest), by, settings)
