@@ -108,6 +108,15 @@ def _pct(value: float | None, signed: bool = False) -> str:
     return "–" if value is None else f"{value:+.1%}" if signed else f"{value:.1%}"
 
 
+MAX_ROWS = 40  # groups shown in the table: surges first, then by q-value
+
+
+def _rank(group: dict[str, Any]) -> tuple[int, float, str]:
+    latest = group["latest"]
+    q = latest["q_value"] if latest["q_value"] is not None else 2.0
+    return (group["verdict"] != "surge", q, group["key"])
+
+
 def print_report(report: dict[str, Any]) -> None:
     import sys
 
@@ -128,7 +137,8 @@ def print_report(report: dict[str, Any]) -> None:
         table.add_column(column, justify="left" if column in ("group", "verdict") else "right", no_wrap=True)
     colours = {"surge": "bold red", "no surge": "green"}
     quiet = []
-    for group in report["groups"]:
+    ranked = sorted(report["groups"], key=_rank)
+    for group in ranked[:MAX_ROWS]:
         w = group["latest"]
         table.add_row(
             escape(group["key"]),
@@ -145,6 +155,8 @@ def print_report(report: dict[str, Any]) -> None:
         if group["verdict"] == "no verdict":
             quiet.append(f"  {escape(group['key'])}: {escape(w['reason'])}")
     console.print(table)
+    if len(ranked) > MAX_ROWS:
+        console.print(f"... and {len(ranked) - MAX_ROWS} more groups in trend.json", highlight=False)
     for line in quiet if len(quiet) <= 20 else [*quiet[:20], f"  ... and {len(quiet) - 20} more in trend.json"]:
         console.print(line, highlight=False)
     for alert in report["alerts"]:

@@ -4,6 +4,7 @@ the configured Prefect notification block (`trend.notify_block`) and URL (`trend
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -43,8 +44,10 @@ def compute(cfg: PipelineConfig, scored: str) -> dict[str, Any]:
     report = run_trend(cfg, scored)
     logger = get_run_logger()
     logger.info("%s: %s (latest window %s)", scored, report["verdict"], report["latest_window"]["start"])
-    for group in report["groups"]:
-        logger.info("  %s: %s", group["key"], group["latest"]["reason"])
+    verdicts = Counter(group["verdict"] for group in report["groups"])
+    logger.info("groups: %s", ", ".join(f"{count} {verdict}" for verdict, count in sorted(verdicts.items())))
+    for alert in report["alerts"]:
+        logger.warning("  %s %s: %s", alert["key"], alert["start"], alert["reason"])
     return report
 
 
