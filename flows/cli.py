@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from flows import prefect_start
+from flows.cli_trend import trend as trend_command
 from pipeline_lib.config import ConfigError, PipelineConfig, load_config
 from pipeline_lib.environment import apply_quiet_env
 
@@ -617,6 +618,9 @@ def init(
         target.write_text(text, encoding="utf-8")
     typer.echo(summary(found))
     typer.secho(f"\nwrote {target}: run it with  tunepipe run --config {target}", fg=typer.colors.GREEN)
+
+
+app.command(name="trend")(trend_command)  # the body is in flows/cli_trend.py
 
 
 @config_app.command("show")

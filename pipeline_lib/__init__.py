@@ -15,6 +15,8 @@ Layers, each importing only the ones above it:
 - `registry/`: the MLflow store, registration with its journal, lineage, the ledger and alias moves.
 - `gates/`: the checks a challenger must pass, against the champion re-scored on the same data.
 - `serving/`: `tunepipe serve`, the HTTP app over a registered model, its prediction log, and `tunepipe monitor`.
+- `monitoring/`: `tunepipe trend`, the watched label's share and a sentiment index per group and window of a scored
+  dataset, the surge test against the trailing baseline, its report and alerts sent once.
 - `steps/`: the pipeline's steps, one module each (decide, validate, tokenize, train, evaluate, export, gate,
   register), and their content-hash cache.
 - `commands/`: what the CLI offers around the flow (init, promote, data add, reproduce, tune), composed of the

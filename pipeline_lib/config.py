@@ -630,6 +630,63 @@ class MonitorConfig(_Section):
         return name
 
 
+class TrendConfig(_Section):
+    """`tunepipe trend`: the watched label's share and a sentiment index per group and time window of a scored
+    dataset; the latest window of each group against its trailing baseline (one-sided Fisher exact test of a rise,
+    Benjamini-Hochberg across groups). A group surges when q <= `alpha`, the rise is at least `min_effect`, and both
+    windows have their minimum counts."""
+
+    time_column: str | None = None  # the scored data's timestamp column (e.g. published_at); --time-column
+    by: list[str] = Field(default_factory=list)  # group columns: an input column, or a second model's `NAME__label`
+    window: str = "1d"  # window length: 30m, 1h, 6h, 1d, 7d, 1w (calendar-aligned, UTC)
+    label: str = "negative"  # the watched label (its share is tested for a rise)
+    baseline_windows: int = Field(7, ge=1)  # trailing windows before the latest one that form its baseline
+    min_count: int = Field(30, ge=1)  # fewer rows in the latest window of a group: no verdict for it
+    min_baseline_count: int = Field(100, ge=1)  # fewer rows in its baseline windows: no verdict
+    min_effect: float = Field(0.05, gt=0, le=1)  # the smallest rise of the share (latest - baseline) that alerts
+    alpha: float = Field(0.05, gt=0, lt=1)  # false discovery rate across groups (Benjamini-Hochberg q-values)
+    index_positive: str | None = None  # index = mean(p_POSITIVE - p_NEGATIVE); None: a label named positive, if any
+    index_negative: str | None = None  # None: the watched label
+    text_column: str = "text"  # shown as examples (the most negative texts of an alerted window)
+    examples: int = Field(5, ge=0, le=100)
+    output: str | None = None  # folder of trend.json and trend.html; None: <paths.artifacts>/trend
+    state_path: str | None = None  # alerts already sent (JSON); None: trend_alerts.json beside the scored data
+    notify_url: str | None = None  # POST each new alert's JSON here (--notify)
+    notify_block: str | None = None  # the flow sends each new alert through this Prefect notification block:
+    # "BLOCK-TYPE/NAME", e.g. custom-webhook/trend-alerts or slack-webhook/markets
+    engine: Literal["pyarrow", "spark"] = "pyarrow"  # who aggregates: pyarrow batches here, or Apache Spark
+    spark_master: str = "local[*]"  # with engine spark: a cluster master URL at scale
+
+    @field_validator("window")
+    @classmethod
+    def _window_parses(cls, window: str) -> str:
+        window_length(window)  # raises ValueError naming the accepted forms
+        return window
+
+    @field_validator("notify_block")
+    @classmethod
+    def _block_named(cls, name: str | None) -> str | None:
+        if name is not None and (name.count("/") != 1 or not all(name.split("/"))):
+            raise ValueError("expected BLOCK-TYPE/NAME, e.g. custom-webhook/trend-alerts or slack-webhook/markets")
+        return name
+
+    @field_validator("notify_url")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"https?://[^/\s]+", url):
+            raise ValueError("expected an http:// or https:// URL")
+        return url
+
+
+def window_length(window: str) -> tuple[int, str]:
+    """A trend window as (multiple, unit) for calendar flooring: `30m` → (30, minute), `1d` → (1, day)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", window or "")
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f"{window!r}: expected a whole number and a unit s, m, h, d or w, e.g. 30m, 1h, 1d, 1w")
+    units = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week"}
+    return int(match.group(1)), units[match.group(2)]
+
+
 _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -668,6 +725,7 @@ class PipelineConfig(_Section):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    trend: TrendConfig = Field(default_factory=TrendConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -696,6 +754,7 @@ class PipelineConfig(_Section):
             "output": True,
             "serve": True,
             "monitor": True,
+            "trend": True,
             "tune": True,
             "registry": set(RegistryConfig.UNHASHED),
             "data": {"inferred_labels"},

@@ -131,6 +131,9 @@ def config_paths(cfg: PipelineConfig, base: Path | None = None) -> list[PathUse]
         uses.append(PathUse("registry.tracking_uri", resolve(store, base), "write"))
     if cfg.serve.log_path is not None:
         uses.append(PathUse("serve.log_path", resolve(cfg.serve.log_path, base), "write"))
+    for name in ("output", "state_path"):  # `tunepipe trend`'s report folder and its record of sent alerts
+        if getattr(cfg.trend, name) is not None:
+            uses.append(PathUse(f"trend.{name}", resolve(getattr(cfg.trend, name), base), "write"))
     optuna = local_store(cfg.tune.storage) if cfg.tune.storage else None
     if optuna is not None:
         uses.append(PathUse("tune.storage", resolve(optuna, base), "write"))

@@ -166,3 +166,32 @@ def wait_for_log(folder: Path, done: Callable[[Any], bool], timeout: float = 20)
         assert time.monotonic() < deadline, f"the prediction log never got there: {len(log)} records"
         time.sleep(0.3)
     return log
+
+
+@contextmanager
+def json_receiver() -> Iterator[tuple[str, list[dict], dict[str, int]]]:
+    """A webhook receiver on 127.0.0.1 in a thread: (its URL, the JSON bodies posted to it, {"status": the HTTP
+    status it answers, 200 unless changed})."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies: list[dict] = []
+    answer = {"status": 200}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(answer["status"])
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/alerts", bodies, answer
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -24,6 +24,7 @@ LAYERS = (
     "registry",
     "gates",
     "serving",
+    "monitoring",
     "steps",
     "commands",
 )

@@ -28,6 +28,7 @@ def load(path: str) -> dict:
 
 def test_prefect_yaml_deploys_the_retrain_flow_with_valid_parameters():
     deployments = {d["name"]: d for d in load("prefect.yaml")["deployments"]}
+    deployments.pop("daily")  # the trend flow's (test_prefect_yaml_deploys_the_trend_flow)
     assert set(deployments) == {"weekly", "on-data-change", "retrain-gpu", "search"}
     search = deployments.pop("search")
     assert search["entrypoint"] == "flows/tune.py:tune" and search["work_pool"]["name"] == "tunepipe-process"
@@ -45,6 +46,19 @@ def test_prefect_yaml_deploys_the_retrain_flow_with_valid_parameters():
         "retrain-gpu": "gpu-pool",
     }
     for schedule in deployments["weekly"]["schedules"]:
+        check_cron(schedule["cron"])
+
+
+def test_prefect_yaml_deploys_the_trend_flow():
+    from flows.trend import trend
+
+    daily = next(d for d in load("prefect.yaml")["deployments"] if d["name"] == "daily")
+    assert daily["entrypoint"] == "flows/trend.py:trend" and daily["work_pool"]["name"] == "tunepipe-process"
+    parameters = daily["parameters"]
+    assert set(parameters) <= set(inspect.signature(trend.fn).parameters) and "scored" in parameters
+    cfg = load_config(REPO / parameters["config"], parameters["overrides"])
+    assert cfg.trend.notify_block == "custom-webhook/trend-alerts"
+    for schedule in daily["schedules"]:
         check_cron(schedule["cron"])
 
 
