@@ -155,6 +155,9 @@ class TrainConfig(_Section):
     learning_rate: float = Field(5e-5, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    # the learning-rate schedule after warm-up (transformers' names): linear decay to 0, or constant
+    lr_scheduler: Literal["linear", "constant", "cosine"] = "linear"
+    group_by_length: bool = True  # training batches of similar lengths (less padding); False: plain shuffled batches
     early_stopping_patience: int = Field(2, ge=0)
     metric_for_best_model: str = "macro_f1"
     seed: int = 42

@@ -87,7 +87,7 @@ def training_arguments(cfg: PipelineConfig, run: RunDir, precision: str, device:
         weight_decay=t.weight_decay,
         warmup_steps=t.warmup_ratio,
         optim="adamw_torch_fused",  # one fused kernel per step, on CPU too (torch >= 2.4)
-        lr_scheduler_type="linear",
+        lr_scheduler_type="constant_with_warmup" if t.lr_scheduler == "constant" else t.lr_scheduler,
         eval_strategy="epoch" if t.max_steps < 0 else "steps",
         save_strategy="epoch" if t.max_steps < 0 else "steps",
         eval_steps=None if t.max_steps < 0 else max(1, t.max_steps),
@@ -98,7 +98,7 @@ def training_arguments(cfg: PipelineConfig, run: RunDir, precision: str, device:
         greater_is_better=t.metric_for_best_model != "loss",
         save_total_limit=2,
         save_only_model=False,
-        train_sampling_strategy="group_by_length",
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         seed=t.seed,
         data_seed=t.seed,
         bf16=precision == "bf16",

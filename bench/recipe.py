@@ -1,0 +1,213 @@
+"""The default recipe against the write-ups' plain loop on the same split files (issue 30), and one-change-at-a-time
+ablations of the default.
+
+    python bench/recipe.py [--datasets 50agree allagree] [--seeds 42 43 44] [--ablations all | none | NAME ...]
+                           [--max-rows N] [--set k=v ...]
+
+For each dataset: the validate step writes the stratified 80/10/10 split files (seed 42, as the literature splits
+FPB) once; then, on exactly those rows,
+- the plain loop the seed write-ups describe, in plain PyTorch (AdamW 2e-5 constant, batch 16, fp32, shuffled
+  batches, 5 epochs, dynamic padding, best epoch by validation macro-F1), per seed;
+- `tunepipe`'s library steps (tokenize → train → evaluate) with the default recipe, per seed;
+- each ablation: the default with one change (`ABLATIONS`), per seed.
+Every row reports validation and test macro-F1 (mean ± spread over the seeds), test accuracy and train time.
+`--max-rows` keeps every k-th row of the data file (a smoke run); the figures are then not comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from _results import REPO, SHARED_DATA, machine, subset, timed_steps, train_and_score, write_section
+
+DATASETS = {
+    "50agree": SHARED_DATA / "financial_phrasebank" / "Sentences_50Agree.txt",
+    "allagree": SHARED_DATA / "financial_phrasebank" / "Sentences_AllAgree.txt",
+}
+CONFIG = REPO / "configs" / "financial_phrasebank.yaml"
+SPLIT = ["data.split.method=stratified", "data.split.seed=42"]
+
+# One change at a time from the default recipe (name: --set overrides). Precision rows are meaningful only on a
+# machine with bf16 (the machine line says which); elsewhere `auto` is fp32 and the bf16 row is refused or equal.
+ABLATIONS: dict[str, list[str]] = {
+    "fp32": ["train.precision=fp32"],
+    "lr 2e-5": ["train.learning_rate=2e-5"],
+    "lr 3e-5": ["train.learning_rate=3e-5"],
+    "lr 5e-5": ["train.learning_rate=5e-5"],
+    "constant lr, no warmup": ["train.lr_scheduler=constant", "train.warmup_ratio=0"],
+    "warmup + linear decay": ["train.lr_scheduler=linear", "train.warmup_ratio=0.1"],
+    "group_by_length off": ["train.group_by_length=false"],
+    "group_by_length on": ["train.group_by_length=true"],
+    "weight decay 0": ["train.weight_decay=0"],
+    "weight decay 0.1": ["train.weight_decay=0.1"],
+    "no early stopping": ["train.early_stopping_patience=0"],
+    "patience 4": ["train.early_stopping_patience=4"],
+}
+
+
+@dataclass
+class Outcome:
+    val_macro_f1: float
+    test_accuracy: float
+    test_macro_f1: float
+    train_seconds: float
+
+
+def split_files(data: Path, workdir: Path, max_rows: int | None, overrides: list[str]) -> Path:
+    """The validate step's split files for `data`, joined into one Parquet file with a `split` column (the reader
+    then keeps them as given): both contenders train, select and test on exactly these rows."""
+    from pipeline_lib.config import load_config
+    from pipeline_lib.layout import SPLITS, RunDir
+
+    source = workdir / data.name
+    subset(data, source, max_rows)
+    cfg = load_config(CONFIG, [f"data.path={source}", *SPLIT, f"paths.store={workdir}/store", *overrides])
+    run = RunDir(workdir / "split-run")
+    timed_steps(cfg, run, ("validate",))
+    joined = workdir / f"{data.stem}-splits.parquet"
+    frames = [pd.read_parquet(run.split_file(split)).assign(split=split) for split in SPLITS]
+    pd.concat(frames, ignore_index=True)[["text", "label", "split"]].to_parquet(joined, index=False)
+    return joined
+
+
+def plain_loop(splits: Path, seed: int, epochs: int = 5, lr: float = 2e-5, batch: int = 16) -> Outcome:
+    """The write-ups' loop: AdamW at a constant rate, fp32, shuffled batches, the best epoch by validation macro-F1."""
+    import torch
+    from sklearn.metrics import accuracy_score, f1_score
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from pipeline_lib.hardware import detect
+    from pipeline_lib.training.modeling import resolve_model_source
+
+    torch.manual_seed(seed)
+    random.seed(seed)
+    torch.set_num_threads(detect().cores)
+    frame = pd.read_parquet(splits)
+    labels = sorted(frame["label"].unique())
+    parts = {name: frame[frame["split"] == name] for name in ("train", "validation", "test")}
+    source = resolve_model_source("default")
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(labels))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+
+    def batches(part: pd.DataFrame, shuffle: bool):
+        order = list(range(len(part)))
+        if shuffle:
+            random.shuffle(order)
+        for start in range(0, len(order), batch):
+            rows = part.iloc[order[start : start + batch]]
+            enc = tokenizer(list(rows["text"]), truncation=True, max_length=128, padding=True, return_tensors="pt")
+            yield enc, torch.tensor([labels.index(label) for label in rows["label"]])
+
+    def predict(part: pd.DataFrame) -> list[int]:
+        model.eval()
+        with torch.no_grad():
+            out = [model(**enc).logits.argmax(-1) for enc, _ in batches(part, shuffle=False)]
+        model.train()
+        return torch.cat(out).tolist()
+
+    def gold(part: pd.DataFrame) -> list[int]:
+        return [labels.index(label) for label in part["label"]]
+
+    best, best_state, seconds = -1.0, None, 0.0
+    model.train()
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for enc, y in batches(parts["train"], shuffle=True):
+            loss = torch.nn.functional.cross_entropy(model(**enc).logits, y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        seconds += time.perf_counter() - start
+        val = f1_score(gold(parts["validation"]), predict(parts["validation"]), average="macro")
+        if val > best:
+            best, best_state = val, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    test_pred, test_gold = predict(parts["test"]), gold(parts["test"])
+    return Outcome(
+        val_macro_f1=best,
+        test_accuracy=accuracy_score(test_gold, test_pred),
+        test_macro_f1=f1_score(test_gold, test_pred, average="macro"),
+        train_seconds=seconds,
+    )
+
+
+def tunepipe_recipe(splits: Path, seed: int, overrides: list[str]) -> Outcome:
+    """The library's tokenize → train → evaluate on the given split files, with `overrides` over the default."""
+    sets = [f"data.path={splits}", "data.format=parquet", f"train.seed={seed}", *overrides]
+    _, results, seconds = train_and_score(CONFIG, sets, ("validate", "tokenize", "train", "evaluate"))
+    metrics = results["evaluate"]["metrics"]
+    return Outcome(
+        val_macro_f1=float(results["train"]["best_metric"]),
+        test_accuracy=metrics["accuracy"],
+        test_macro_f1=metrics["macro_f1"],
+        train_seconds=seconds["train"],
+    )
+
+
+def spread(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    return f"{mean:.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{mean:.4f}"
+
+
+def table_row(name: str, outcomes: list[Outcome], plain_seconds: float | None) -> str:
+    seconds = statistics.fmean(o.train_seconds for o in outcomes)
+    speed = f"{plain_seconds / seconds:.2f}x" if plain_seconds else "1.00x"
+    return (
+        f"| {name} | {spread([o.val_macro_f1 for o in outcomes])} | {spread([o.test_macro_f1 for o in outcomes])} | "
+        f"{spread([o.test_accuracy for o in outcomes])} | {seconds:.0f} s | {speed} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=sorted(DATASETS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
+    parser.add_argument("--ablations", nargs="+", default=["all"], help="all, none, or names of ABLATIONS")
+    parser.add_argument("--max-rows", type=int, default=None, help="every k-th row only (smoke run)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="applied to every tunepipe row")
+    args = parser.parse_args()
+    names = list(ABLATIONS) if args.ablations == ["all"] else [] if args.ablations == ["none"] else args.ablations
+    unknown = sorted(set(names) - set(ABLATIONS))
+    if unknown:
+        parser.error(f"unknown ablations {unknown}; choose from {sorted(ABLATIONS)}")
+
+    sections = []
+    for dataset in args.datasets:
+        with tempfile.TemporaryDirectory(prefix="tunepipe-recipe-") as tmp:
+            splits = split_files(DATASETS[dataset], Path(tmp), args.max_rows, args.overrides)
+            rows_per_split = pd.read_parquet(splits)["split"].value_counts().to_dict()
+            plain = [plain_loop(splits, seed) for seed in args.seeds]
+            plain_seconds = statistics.fmean(o.train_seconds for o in plain)
+            rows = [table_row("plain loop (AdamW 2e-5 constant, bs16, fp32, 5 ep, best by val)", plain, None)]
+            print(rows[-1], flush=True)
+            contenders = {"tunepipe default": [], **{f"default, {name}": ABLATIONS[name] for name in names}}
+            for name, sets in contenders.items():
+                outcomes = [tunepipe_recipe(splits, seed, [*args.overrides, *sets]) for seed in args.seeds]
+                rows.append(table_row(name, outcomes, plain_seconds))
+                print(rows[-1], flush=True)
+        sections.append(
+            f"### FPB {dataset} (rows train/val/test {rows_per_split.get('train')}/{rows_per_split.get('validation')}/"
+            f"{rows_per_split.get('test')})\n\n"
+            "| recipe | val macro-F1 | test macro-F1 | test accuracy | train time | speed vs plain |\n"
+            "|---|---|---|---|---|---|\n" + "\n".join(rows)
+        )
+    smoke = f" Smoke run on every k-th row ({args.max_rows} rows): not comparable." if args.max_rows else ""
+    body = (
+        "## Default recipe against the plain loop (issue 30)\n\n"
+        f"Same split files for every row (stratified 80/10/10, seed 42), seeds {args.seeds} (mean ± sample standard "
+        f"deviation).{smoke}\n\n" + "\n\n".join(sections) + f"\n\nMachine: {machine()}."
+    )
+    write_section("recipe", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
