@@ -82,6 +82,15 @@ def evaluation_schedule(t: Any) -> dict[str, Any]:
     return {"eval_strategy": "steps", "save_strategy": "steps", "eval_steps": steps, "save_steps": steps}
 
 
+def checkpointing_argument(enabled: bool) -> dict[str, bool]:
+    """Activation (gradient) checkpointing under transformers' current name; `gradient_checkpointing` is its
+    deprecated alias (a FutureWarning on every run) in the versions that have `activation_checkpointing`."""
+    from transformers import TrainingArguments
+
+    fields = TrainingArguments.__dataclass_fields__
+    return {"activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing": enabled}
+
+
 def training_arguments(cfg: PipelineConfig, run: RunDir, precision: str, device: str) -> Any:
     from transformers import TrainingArguments
 
@@ -114,7 +123,7 @@ def training_arguments(cfg: PipelineConfig, run: RunDir, precision: str, device:
         disable_tqdm=True,
         dataloader_num_workers=0,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
-        gradient_checkpointing=t.gradient_checkpointing,
+        **checkpointing_argument(t.gradient_checkpointing),
         torch_compile=t.compile,
         ddp_backend="gloo" if device == "cpu" and distributed.in_worker() else None,
     )
