@@ -23,7 +23,7 @@ LIBRARY_STEPS = ("validate", "tokenize", "train", "evaluate")  # what a quality 
 
 
 def machine() -> str:
-    """CPU model, usable cores, memory and accelerator, in one line."""
+    """CPU model, usable cores (vector ISA, bf16 flags), memory and accelerator, in one line."""
     import torch
 
     from pipeline_lib.hardware import cpu_model, detect, vector_isa
@@ -34,7 +34,7 @@ def machine() -> str:
         int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
     )
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    flags = ",".join(cap.cpu_flags) or f"{vector_isa()}, no bf16"
+    flags = f"{vector_isa()}, " + (",".join(cap.cpu_flags) or "no bf16")  # the vector ISA timings depend on
     return f"{cpu}, {cap.cores} cores ({flags}), {mem_kb / 2**20:.0f} GiB, {gpu}; torch {torch.__version__}"
 
 
@@ -137,12 +137,142 @@ def dvc_workspace(source: Path, prefix: str, max_rows: int | None = None) -> Pat
     return root
 
 
-def write_section(name: str, body: str) -> None:
-    """Replace (or append) the section `name` of bench/RESULTS.md, stamped with date and command."""
+SUMMARY = "summary"  # the generated table at the top of RESULTS.md: one row per question, owned by its section
+SUMMARY_HEAD = [
+    "## Summary: the latest figure of each question",
+    "",
+    "Generated: each benchmark, when it writes its section, replaces the rows it owns (last column). Older figures are",
+    "in `bench/history/` (a file per replaced section, dated, with its commit) and in git history.",
+    "",
+    "| question | latest figure | target | measured on | section |",
+    "|---|---|---|---|---|",
+]
+HISTORY = Path(__file__).with_name("history")
+BLOCK = re.compile(r"<!-- (?P<name>[^ ]+):start -->\n(?P<body>.*?)\n<!-- (?P=name):end -->", re.S)
+
+
+def question(title: str) -> str:
+    """What a `## ` title asks, as ../shared/hooks/before-stop compares titles: the text before any `(` or `:`.
+    Two sections with the same question are one too many: the older one moves to bench/history/."""
+    return re.sub(r":.*", "", re.sub(r"\s*\(.*", "", title.strip())).strip()
+
+
+def _title(body: str) -> str:
+    return next((line for line in body.splitlines() if line.startswith("## ")), "")
+
+
+def commit() -> str:
+    """The repository's commit (short), `+dirty` when the work tree has changes to tracked files."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], cwd=REPO, capture_output=True, text=True)
+    return (head.stdout.strip() or "unknown") + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def short_machine() -> str:
+    """CPU model, cores and vector ISA (with bf16 where the CPU has it), for the summary table."""
+    from pipeline_lib.hardware import cpu_bf16_flags, cpu_model, usable_cores, vector_isa
+
+    return f"{cpu_model()}, {usable_cores()} cores, {vector_isa()}{' + bf16' if cpu_bf16_flags() else ''}"
+
+
+def recorded_commit(text: str, start: int, end: int) -> str:
+    """The newest commit among the lines of RESULTS.md from character `start` to `end` (who wrote those figures)."""
+    if not RESULTS.resolve().is_relative_to(REPO):
+        return "not committed"
+    first, last = text.count("\n", 0, start) + 1, text.count("\n", 0, end) + 1
+    done = subprocess.run(
+        ["git", "blame", "--line-porcelain", "-L", f"{first},{last}", "--", str(RESULTS.relative_to(REPO))],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    times: dict[str, int] = {}
+    current = ""
+    for line in done.stdout.splitlines():
+        if re.match(r"^[0-9a-f]{40} ", line):
+            current = line[:40]
+        elif line.startswith("committer-time "):
+            times[current] = int(line.split()[1])
+    if not times:
+        return "not committed"
+    newest = max(times, key=times.get)
+    return "not committed" if set(newest) == {"0"} else newest[:10]
+
+
+def archive(name: str, block: str, text: str, start: int, end: int, replaced_by: str) -> Path:
+    """Move one section's block to bench/history/<date>-<name>.md, dated by its run stamp, with its commit."""
+    found = re.search(r"_Run (\d{4}-\d{2}-\d{2})", block)
+    date = found.group(1) if found else datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    HISTORY.mkdir(exist_ok=True)
+    target = HISTORY / f"{date}-{name}.md"
+    n = 2
+    while target.exists():
+        target, n = HISTORY / f"{date}-{name}-{n}.md", n + 1
+    moved = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    header = (
+        f"# `{name}`, {date}\n\nMoved out of bench/RESULTS.md on {moved}, replaced by its section `{replaced_by}`. "
+        f"Figures recorded in commit {recorded_commit(text, start, end)}.\n\n"
+    )
+    target.write_text(header + block.strip() + "\n")
+    return target
+
+
+def summary_rows(text: str) -> list[str]:
+    """The summary table's rows (each ends with its owner section's name in backticks)."""
+    found = re.search(rf"<!-- {SUMMARY}:start -->(.*?)<!-- {SUMMARY}:end -->", text, re.S)
+    lines = found.group(1).splitlines() if found else []
+    return [line for line in lines if line.startswith("| ") and line.rstrip().endswith("` |")]
+
+
+def _owner(row: str) -> str:
+    return row.rstrip().rstrip("|").rsplit("|", 1)[-1].strip().strip("`")
+
+
+def write_section(name: str, body: str, summary: list[tuple[str, str, str]] | tuple = ()) -> None:
+    """Write the section `name` of bench/RESULTS.md, stamped with date, command, commit and machine, and its rows
+    `(question, latest figure, target)` of the summary table at the top. A section it replaces, and any other
+    section asking the same question (the same `## ` title before `(` or `:`), moves to bench/history/, and the
+    summary rows those owned go."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = "python " + " ".join(["bench/" + Path(sys.argv[0]).name, *sys.argv[1:]])
-    block = f"<!-- {name}:start -->\n{body.strip()}\n\n_Run {stamp}: `{command}`_\n<!-- {name}:end -->"
+    where, sha = short_machine(), commit()
+    block = (
+        f"<!-- {name}:start -->\n{body.strip()}\n\n_Run {stamp} at commit {sha} on {where}: `{command}`_\n"
+        f"<!-- {name}:end -->"
+    )
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
+    asked = question(_title(body))
+    stale = [
+        match
+        for match in BLOCK.finditer(text)
+        if match.group("name") == name
+        or (match.group("name") != SUMMARY and asked and question(_title(match.group("body"))) == asked)
+    ]
+    for match in stale:
+        archive(match.group("name"), match.group(0), text, match.start(), match.end(), name)
+    gone = {match.group("name") for match in stale}
+    if stale:
+        first = stale[0]
+        text = text[: first.start()] + "\0" + text[first.end() :]
+        for match in stale[1:]:
+            text = text.replace(match.group(0) + "\n\n", "").replace(match.group(0), "")
+        text = text.replace("\0", block)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    rows = [row for row in summary_rows(text) if _owner(row) not in gone | {name}]
+    rows += [
+        f"| {q} | {figure} | {target} | {where}, {stamp[:10]}, {sha} | `{name}` |" for q, figure, target in summary
+    ]
+    write_summary(text, rows)
+
+
+def write_summary(text: str, rows: list[str]) -> None:
+    """RESULTS.md with the summary table holding `rows`, right under the file's title."""
+    block = f"<!-- {SUMMARY}:start -->\n" + "\n".join([*SUMMARY_HEAD, *rows]) + f"\n<!-- {SUMMARY}:end -->"
+    pattern = re.compile(rf"<!-- {SUMMARY}:start -->.*?<!-- {SUMMARY}:end -->", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    else:
+        head, _, rest = text.partition("\n")
+        text = f"{head}\n\n{block}\n\n{rest.lstrip()}"
+    RESULTS.write_text(text.rstrip() + "\n")

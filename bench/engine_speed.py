@@ -123,7 +123,15 @@ def main() -> None:
         f"{args.steps} optimizer steps per model (steady state: evaluation, checkpoints and start-up excluded). "
         "`bert-base` is a random-init BertConfig() (speed only).\n\n" + "\n".join(lines) + f"\n\nMachine: {machine()}."
     )
-    write_section("engine_speed_gpu" if rows and rows[0]["device"] != "CPU" else "engine_speed_cpu", body)
+    figure = "; ".join(
+        f"{r['model']} {r['samples_per_s']:.1f} samples/s ({r['precision']}, MFU {r['mfu']:.1%})" for r in rows
+    )
+    device = rows[0]["device"] if rows else "CPU"
+    write_section(
+        "engine_speed_gpu" if device != "CPU" else "engine_speed_cpu",
+        body,
+        [(f"Training engine speed on {device}", figure, "—")],
+    )
     print(body)
 
 

@@ -160,7 +160,7 @@ def main() -> None:
         for b, seq, ms in rows
     )
     trained = f"fine-tuned model `{args.model_dir}`" if args.model_dir else "default encoder, seeded random head"
-    body = f"""## ONNX speed: PyTorch vs onnxruntime fp32-optimized vs int8, {args.exporter} export (issue 5)
+    body = f"""## ONNX speed, {args.exporter} export: PyTorch vs onnxruntime fp32-optimized vs int8 (issue 5)
 
 all-MiniLM-L6-v2 sequence classifier ({trained}), {args.threads} threads for all three (torch
 `set_num_threads`, ORT `intra_op_num_threads`), CPU execution provider. Median ms per batch, mean over 4
@@ -176,7 +176,14 @@ ORT fp32 {quality["fp32"]:.4f}, int8 {quality["int8"]:.4f}; agreement with PyTor
 int8 {agree["int8"]:.4f}.
 Machine: {machine()}; onnxruntime {ort.__version__}; load average at the end {os.getloadavg()[0]:.1f}
 (other jobs shared the machine when the load exceeds the thread count: compare rows, not runs)."""
-    write_section(f"onnx_speed_{args.exporter}", body)
+    fp32 = [ms["torch"] / ms["fp32"] for _, _, ms in rows]
+    int8 = [ms["torch"] / ms["int8"] for _, _, ms in rows]
+    figure = (
+        f"over PyTorch: fp32 {min(fp32):.2f}–{max(fp32):.2f}x, int8 {min(int8):.2f}–{max(int8):.2f}x "
+        f"(batch 1 and 32); int8 agreement {agree['int8']:.3f}"
+    )
+    question = f"ONNX speed, {args.exporter} export"
+    write_section(f"onnx_speed_{args.exporter}", body, [(question, figure, "fp32 ≥ 2x, int8 ≥ 3x")])
     print(body)
 
 

@@ -24,7 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from _results import FPB_50AGREE, REPO, SHARED_DATA, machine, subset, train_and_score, write_section
@@ -36,7 +36,7 @@ STORE = REPO / ".tunepipe" / "bench-quality"
 
 @dataclass(frozen=True)
 class Kind:
-    title: str
+    title: str  # what the section's `## ` title asks (no parentheses: ../shared/hooks/before-stop cuts there)
     config: str
     data: Path
     sets: tuple[str, ...]
@@ -46,6 +46,7 @@ class Kind:
     seeds: tuple[int, ...]
     search_rows: int | None = None  # default --search-rows
     rows_field: str = "data.max_train_rows"
+    detail: str = ""  # shown in parentheses after the title
 
 
 FPB_SETS = ("data.split.method=stratified", "data.split.seed=42")
@@ -70,7 +71,7 @@ KINDS = {
         3,
     ),
     "conll": Kind(
-        "CoNLL-2003 English NER (eng.train → eng.testa → eng.testb), default model",
+        "CoNLL-2003 English NER, default model",
         "configs/conll2003.yaml",
         CONLL,
         (),
@@ -80,14 +81,13 @@ KINDS = {
         (42,),
         search_rows=4000,
         rows_field="data.max_train_sentences",
+        detail="eng.train → eng.testa → eng.testb",
     ),
-    "mpnet": phrasebank(
-        "Financial PhraseBank 50Agree, mpnet-base (all-mpnet-base-v2, 110M)",
-        FPB_50AGREE,
-        ("model.name=mpnet-base",),
-        FPB_TARGETS,
-        0,
-        1,
+    "mpnet": replace(
+        phrasebank(
+            "Financial PhraseBank 50Agree, mpnet-base", FPB_50AGREE, ("model.name=mpnet-base",), FPB_TARGETS, 0, 1
+        ),
+        detail="all-mpnet-base-v2, 110M",
     ),
 }
 
@@ -151,7 +151,10 @@ def verdict(spec: Kind, rows: list[dict], tried: str) -> list[str]:
 def report(
     spec: Kind, args: argparse.Namespace, found: dict | None, search_s: float, rows: list[dict], recipe: str
 ) -> str:
-    body = [f"## {spec.title}, {'searched recipe' if found else 'no search'} (issue 17): `{args.section}`", ""]
+    body = [
+        f"## {heading(spec, found, rows)} ({spec.detail + '; ' if spec.detail else ''}issue 17): `{args.section}`",
+        "",
+    ]
     if rows:
         body += [*seed_table(spec, rows), ""]
     if found:
@@ -180,6 +183,28 @@ def report(
     finals = f", {total - search_s:.0f} s for {len(rows)} final runs" if rows else "; no final runs (--search-only)"
     body += [f"Cost: {total:.0f} s wall in all ({search_s:.0f} s search{finals}).", f"Machine: {machine()}."]
     return "\n".join(body)
+
+
+def heading(spec: Kind, found: dict | None, rows: list[dict]) -> str:
+    """The question a section answers: the test quality of final runs (one section per data and model, whatever the
+    recipe), or what a search without final runs found."""
+    if not rows:
+        return f"{spec.title}, recipe search"
+    return f"{spec.title}: test quality, {'searched recipe' if found else 'no search'}"
+
+
+def summary(spec: Kind, found: dict | None, rows: list[dict]) -> list[tuple[str, str, str]]:
+    """The section's row of the summary table: the mean test figures against their targets, or the search's best."""
+    question = heading(spec, found, rows).split(":")[0] + (f" ({spec.detail})" if spec.detail else "")
+    if not rows:
+        total = sum(found["trials"].values()) if found else 0
+        best = (
+            f"best trial {found['best_trial']}: validation {found['metric']} {found['best_value']:.4f}" if found else ""
+        )
+        return [(question, f"{best} of {total} trials", "—")]
+    figures = ", ".join(f"{m} {spread([r['metrics'][m] for r in rows])}" for m in spec.targets)
+    seeds = f" ({len(rows)} seed{'s' if len(rows) > 1 else ''})"
+    return [(f"{question}: test quality", figures + seeds, ", ".join(f"{m} ≥ {t}" for m, t in spec.targets.items()))]
 
 
 def seed_table(spec: Kind, rows: list[dict]) -> list[str]:
@@ -278,7 +303,7 @@ def main() -> None:
     body = report(spec, args, found, search_s, rows, recipe)
     if args.max_rows:
         body += f"\n\n(Smoke run on {args.max_rows} rows of {spec.data.name}: the figures are not the benchmark's.)"
-    write_section(args.section, body)
+    write_section(args.section, body, summary(spec, found, rows))
     print(body)
     if scratch is not None:
         scratch.cleanup()

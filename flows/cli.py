@@ -199,6 +199,7 @@ def lineage(
 ) -> None:
     """Where a registered model came from: run, metrics, gates, git commit, data hashes, config."""
     from pipeline_lib.registry.lineage import lineage as model_lineage
+    from pipeline_lib.registry.lineage import runtime_lines
 
     with _user_errors():
         info = model_lineage(_load(config, overrides), model)
@@ -213,15 +214,7 @@ def lineage(
     if info.get("libraries"):
         typer.echo("  libraries " + " ".join(f"{name}={v}" for name, v in info["libraries"].items()))
     if info.get("runtime"):
-        typer.echo(f"  serving runtime: {info['runtime']['chosen']} (chosen by measurement)")
-        for row in [*info["runtime"]["candidates"], *info["runtime"]["references"]]:
-            eligible = {True: "eligible", False: "over the metric budget"}.get(row.get("eligible"), "reference")
-            typer.echo(
-                f"    {row['runtime']:<26} {row['p50_ms_batch1']:>9.2f} ms @1  "
-                f"{row['samples_per_s_batch32']:>8.1f}/s @32  {eligible}"
-            )
-        for name, why in info["runtime"].get("not_timed", {}).items():
-            typer.echo(f"    {name:<26} not timed: {why}")
+        typer.echo("\n".join(f"  {line}" for line in runtime_lines(info["runtime"])))
     drift = info.get("drift") or {}
     if drift.get("features"):
         marks = {True: " DRIFTED", False: ""}

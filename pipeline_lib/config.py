@@ -7,7 +7,7 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -148,6 +148,8 @@ class TrainConfig(_Section):
     searches chose (bench/RESULTS.md, `quality_fpb50` and `quality_fpb_all`: no trial beat it on the validation split;
     FPB AllAgree test macro-F1 0.931 ± 0.012 over 3 seeds); a task's own recipe is in TASK_DEFAULTS."""
 
+    # the cap: a run stops sooner when the validation metric has not improved for `early_stopping_patience`
+    # evaluations (0: never stops early); the checkpoint with the best validation metric is the one kept
     epochs: float = Field(5, gt=0)
     max_steps: int = -1
     batch_size: int = Field(16, ge=1)
@@ -159,6 +161,9 @@ class TrainConfig(_Section):
     lr_scheduler: Literal["linear", "constant", "cosine"] = "linear"
     group_by_length: bool = True  # training batches of similar lengths (less padding); False: plain shuffled batches
     early_stopping_patience: int = Field(2, ge=0)
+    # when validation runs (and a checkpoint is saved): "epoch", or every N optimizer steps (large data: several
+    # times an epoch, so that early stopping can end a run inside its first epochs)
+    eval_every: Literal["epoch"] | Annotated[int, Field(ge=1)] = "epoch"
     metric_for_best_model: str = "macro_f1"
     seed: int = 42
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

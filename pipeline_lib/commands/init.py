@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class Inspection:
     found: dict[str, Any] = field(default_factory=dict)  # duplicates, conflicts, damaged texts, lengths
     choices: list[tuple[str, str]] = field(default_factory=list)  # (option, why)
     max_length: int = 128
+    train: dict[str, Any] = field(default_factory=dict)  # the `train:` options proposed (epoch cap, eval interval)
 
 
 def detect_encoding(file: Path) -> str:
@@ -274,7 +276,51 @@ def _count(path: Path, task: str, data: dict[str, Any], choices: list[tuple[str,
         why += "; longer sentences are windowed, never truncated"
     choices.append(("model.max_length", f"{max_length}: {why}"))
     rows = {name: len(part) for name, part in splits.items()}
-    return Inspection(path, task, data, rows, label_counts, found, choices, max_length)
+    train, schedule = propose_schedule(task, rows.get("train", 0))
+    return Inspection(path, task, data, rows, label_counts, found, [*choices, *schedule], max_length, train)
+
+
+TARGET_STEPS = 1000  # optimizer steps a small dataset may take before the epoch cap: the recipes' steps on FPB
+MAX_EPOCHS = 20  # the highest cap proposed (early stopping ends a run sooner once validation stalls)
+LONG_EPOCH_STEPS = 1000  # an epoch longer than this is validated every EVAL_EVERY_STEPS steps instead of once
+EVAL_EVERY_STEPS = 500
+
+
+def propose_schedule(task: str, train_rows: int) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """`train.epochs` (the cap) and `train.eval_every` for a training split of `train_rows` rows (sentences for NER),
+    with the reason for each. Early stopping ends a run once validation stops improving, so the cap only has to be
+    high enough: a small split gets the epochs that reach about `TARGET_STEPS` optimizer steps (at most
+    `MAX_EPOCHS`), never fewer than the task's recipe; an epoch of more than `LONG_EPOCH_STEPS` steps is validated
+    every `EVAL_EVERY_STEPS` steps, so that early stopping can act inside it."""
+    recipe = PipelineConfig.model_validate({"task": task}).train
+    steps = max(1, math.ceil(train_rows / recipe.batch_size))
+    epochs = min(MAX_EPOCHS, max(math.ceil(recipe.epochs), math.ceil(TARGET_STEPS / steps)))
+    train: dict[str, Any] = {"epochs": epochs}
+    rows = f"{train_rows} training {'sentences' if task == 'token_classification' else 'rows'}"
+    size = f"{rows} = {steps} steps an epoch at batch {recipe.batch_size}"
+    if epochs > recipe.epochs:
+        why = (
+            f"{epochs}: the cap; {size}: the recipe's {recipe.epochs:g} epochs ({steps * recipe.epochs:g} steps) "
+            f"can end while validation still rises on data this small; {epochs} epochs allow {steps * epochs} steps"
+            + (f" (at most {MAX_EPOCHS} epochs are proposed)" if epochs == MAX_EPOCHS else "")
+        )
+    else:
+        why = f"{epochs}: the recipe's cap ({size}, {steps * epochs} steps in all)"
+    patience = recipe.early_stopping_patience
+    choices = [("train.epochs", f"{why}; the run stops sooner after {patience} validations without improvement")]
+    if steps > LONG_EPOCH_STEPS:
+        train["eval_every"] = EVAL_EVERY_STEPS
+        choices.append(
+            (
+                "train.eval_every",
+                f"{EVAL_EVERY_STEPS} steps: an epoch is {steps} steps, so validating about "
+                f"{steps // EVAL_EVERY_STEPS} times an epoch lets early stopping end the run inside one",
+            )
+        )
+    else:
+        train["eval_every"] = "epoch"
+        choices.append(("train.eval_every", f"epoch: an epoch is {steps} steps, short enough to validate after each"))
+    return train, choices
 
 
 def _relative(path: Path) -> str:
@@ -300,6 +346,7 @@ def config_text(found: Inspection, name: str | None = None) -> str:
         "task": found.task,
         "data": data,
         "model": {"name": "default", "max_length": found.max_length},
+        **({"train": found.train} if found.train else {}),
         "registry": {"model_name": name},
         "paths": {"read_roots": roots},
     }

@@ -73,7 +73,9 @@ RULES: dict[str, tuple[str, str]] = {
 @dataclass
 class ValidationFailure:
     """One broken rule at one place in the data (`row` is the line in `file`; None for whole-file rules).
-    `value` is what failures of one cause share (the unknown label, the tag, ...), for grouping."""
+    `value` is what failures of one cause share (the unknown label, the tag, ...), for grouping. `more` counts the
+    further places of the same cause that this one stands for, not listed one by one (a rule that caps its examples,
+    such as damaged text, folds the rest into its last listed failure), so that every count stays exact."""
 
     file: str
     row: int | None
@@ -81,6 +83,7 @@ class ValidationFailure:
     rule: str
     message: str
     value: str | None = None
+    more: int = 0
 
     def __str__(self) -> str:
         return f"{self.place()}: {self.rule} — {self.message}"
@@ -100,7 +103,8 @@ class FailureGroup:
 
     @property
     def count(self) -> int:
-        return len(self.failures)
+        """Every place of this cause, listed or not (`ValidationFailure.more`)."""
+        return count_places(self.failures)
 
     def line(self) -> str:
         what, fix = RULES.get(self.rule, (f"{self.rule} failures", "see the report"))
@@ -109,8 +113,9 @@ class FailureGroup:
             what = f"{feature} drift of the training data from the champion's"
             fix = f"if the data is right, raise gates.drift.{feature}.max or set gates.drift.{feature}.action=warn"
         what = what.format(value=repr(self.value) if self.value is not None else "")
-        places = _places(self.failures[:EXAMPLES])
-        more = f" and {self.count - EXAMPLES} more" if self.count > EXAMPLES else ""
+        shown = self.failures[:EXAMPLES]
+        places = _places(shown)
+        more = f" and {self.count - len(shown)} more" if self.count > len(shown) else ""
         example = self.failures[0].message
         return f"{self.count} {what} [{self.rule}], e.g. {places}{more}: {example}\n      fix: {fix}"
 
@@ -118,12 +123,25 @@ class FailureGroup:
         return {"rule": self.rule, "value": self.value, "count": self.count, "fix": self.line().split("fix: ")[-1]}
 
 
+def count_places(failures: list[ValidationFailure]) -> int:
+    """How many places `failures` stand for: each one, and the `more` it folds in."""
+    return sum(1 + failure.more for failure in failures)
+
+
+def count_by_rule(failures: list[ValidationFailure]) -> dict[str, int]:
+    """Exact places per rule, listed or folded into `more`."""
+    counts: dict[str, int] = defaultdict(int)
+    for failure in failures:
+        counts[failure.rule] += 1 + failure.more
+    return dict(counts)
+
+
 def group_failures(failures: list[ValidationFailure]) -> list[FailureGroup]:
     """One group per (rule, value), the largest first (ties in the order they were found)."""
     groups: dict[tuple[str, str | None], list[ValidationFailure]] = defaultdict(list)
     for failure in failures:
         groups[(failure.rule, failure.value)].append(failure)
-    ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
+    ordered = sorted(groups.items(), key=lambda item: -count_places(item[1]))
     return [FailureGroup(rule, value, members) for (rule, value), members in ordered]
 
 
@@ -134,7 +152,7 @@ class DataValidationError(RuntimeError):
         self.failures, self.report_path = failures, str(report_path)
         self.groups = group_failures(failures)
         lines = [
-            f"data validation failed: {len(failures)} problem(s) of {len(self.groups)} kind(s); "
+            f"data validation failed: {count_places(failures)} problem(s) of {len(self.groups)} kind(s); "
             f"every row is listed in {self.report_path}"
         ]
         lines += [f"  {group.line()}" for group in self.groups]

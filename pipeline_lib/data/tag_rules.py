@@ -18,7 +18,7 @@ from pipeline_lib.config import DataConfig
 from pipeline_lib.data.conll import entity_types, iob2_errors
 from pipeline_lib.data.cross_split import empty_splits
 from pipeline_lib.data.failures import ValidationFailure, snippet
-from pipeline_lib.data.gx import gx_definition
+from pipeline_lib.data.gx import gx_definition, import_gx
 
 SENTENCE_RULES = ("tokens_tags_length", "sentence_not_empty", "sentence_length")
 
@@ -52,7 +52,7 @@ def token_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _expectations(data: DataConfig) -> tuple[list[Any], list[Any]]:
-    import great_expectations as gx
+    gx = import_gx()
 
     ex = gx.expectations
     sentences = [

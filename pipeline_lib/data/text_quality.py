@@ -13,7 +13,7 @@ import pandas as pd
 from pipeline_lib.data.failures import ValidationFailure, snippet
 
 KEEP_CONTROLS = {"\t", "\n", "\r"}
-MAX_WARNINGS_PER_KIND = 1000  # a warning per damaged row up to this many; the count is always exact
+MAX_WARNINGS_PER_KIND = 1000  # a warning per damaged row up to this many; the rest is counted in the last one
 
 
 @cache
@@ -47,18 +47,23 @@ def problems(text: str) -> list[str]:
 
 
 def text_warnings(df: pd.DataFrame, fixed: bool) -> list[ValidationFailure]:
-    """One warning per damaged row and kind (what is left after `data.fix_text` when `fixed`)."""
+    """One warning per damaged row and kind (what is left after `data.fix_text` when `fixed`), up to
+    `MAX_WARNINGS_PER_KIND` per kind; the rows past it are counted in that kind's last warning (`more`), so the
+    grouped count stays exact."""
     warnings: list[ValidationFailure] = []
+    last: dict[str, ValidationFailure] = {}
     counts: dict[str, int] = {}
     for row in df[df["text"].notna()].to_dict("records"):
         for kind in problems(str(row["text"])):
             counts[kind] = counts.get(kind, 0) + 1
             if counts[kind] > MAX_WARNINGS_PER_KIND:
+                last[kind].more += 1
                 continue
             message = snippet(row["text"])
             if kind == "text_mojibake":
                 message += f" reads {snippet(repair(str(row['text'])))} when repaired"
-            warnings.append(ValidationFailure(row["source"], int(row["row"]), None, kind, message))
+            last[kind] = ValidationFailure(row["source"], int(row["row"]), None, kind, message)
+            warnings.append(last[kind])
     return warnings
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 from pipeline_lib.config import DataConfig
 from pipeline_lib.data.cross_split import empty_splits
 from pipeline_lib.data.failures import ValidationFailure, place, snippet
-from pipeline_lib.data.gx import gx_definition
+from pipeline_lib.data.gx import gx_definition, import_gx
 from pipeline_lib.data.keys import text_key
 
 
@@ -77,7 +77,7 @@ def label_coverage(splits: dict[str, pd.DataFrame], data: DataConfig) -> list[Va
 
 
 def _expectations(data: DataConfig) -> list[Any]:
-    import great_expectations as gx
+    gx = import_gx()
 
     ex = gx.expectations
     return [

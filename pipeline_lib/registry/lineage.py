@@ -107,7 +107,7 @@ def lineage(cfg: PipelineConfig, ref: str) -> dict[str, Any]:
         "split_method": tags.get("data.split_method"),
         "config_hash": tags.get("config.hash"),
         "config": yaml.safe_load(config_text),
-        "runtime": _load_json_artifact(version.run_id, "export/summary.json").get("runtime"),
+        "runtime": runtime_table(_load_json_artifact(version.run_id, "export/summary.json").get("runtime")),
         "drift": _optional_json_artifact(version.run_id, "validation/drift.json"),
         "precision": mlrun.data.params.get("resolved.precision"),
         "device": mlrun.data.params.get("resolved.device"),
@@ -119,6 +119,52 @@ def lineage(cfg: PipelineConfig, ref: str) -> dict[str, Any]:
         "libraries": recorded_libraries(mlrun.data.params),
         "tuned": _tuned(tags),
     }
+
+
+UNTIMED = "not timed (no reason recorded)"  # a table written before rows said why
+
+
+def runtime_table(table: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The export step's serving-runtime table, each row saying whether it was timed: a row without timings (a
+    candidate over the metric budget or the agreement floor is never timed, it cannot be chosen) gets `untimed`, the
+    reason from the table's `not_timed`; a row timed on the short probe only gets `probe_only`, the same way.
+    Tables of every age are read, including those registered before rows said why."""
+    if not table:
+        return table
+    not_timed = table.get("not_timed") or {}
+    rows = []
+    for row in table.get("candidates") or []:
+        row = dict(row)
+        if "p50_ms_batch1" not in row:
+            row.setdefault("untimed", not_timed.get(row.get("runtime"), UNTIMED))
+        elif row.get("timed") == "probe" and row.get("runtime") in not_timed:
+            row.setdefault("probe_only", not_timed[row["runtime"]])
+        rows.append(row)
+    return {**table, "candidates": rows}
+
+
+def runtime_lines(table: dict[str, Any]) -> list[str]:
+    """`tunepipe lineage`'s lines for the runtime table: the chosen runtime, then one line per candidate and
+    reference (latency and throughput, or why it was not timed), then what was not timed and is not a row."""
+    table = runtime_table(table) or {}
+    lines = [f"serving runtime: {table.get('chosen')} (chosen by measurement)"]
+    shown = set()
+    for row in [*table.get("candidates", []), *table.get("references", [])]:
+        name = str(row.get("runtime"))
+        shown.add(name)
+        verdict = {True: "eligible", False: "over the metric budget or the agreement floor"}.get(
+            row.get("eligible"), "reference"
+        )
+        if "p50_ms_batch1" in row:
+            probe = f"; timed on the probe only: {row['probe_only']}" if row.get("probe_only") else ""
+            lines.append(
+                f"  {name:<26} {row['p50_ms_batch1']:>9.2f} ms @1  "
+                f"{row.get('samples_per_s_batch32', float('nan')):>8.1f}/s @32  {verdict}{probe}"
+            )
+        else:
+            lines.append(f"  {name:<26} not timed: {row.get('untimed', UNTIMED)}")
+    lines += [f"  {name:<26} not timed: {why}" for name, why in table.get("not_timed", {}).items() if name not in shown]
+    return lines
 
 
 def _optional_json_artifact(run_id: str, path: str) -> Any:

@@ -131,7 +131,7 @@ def _result(
     return TrainResult(
         global_step=state.global_step,
         epochs_run=round(float(state.epoch or 0), 4),
-        best_epoch=trainer_setup.best_epoch(history or [], cfg.train.metric_for_best_model),
+        best_epoch=trainer_setup.kept_epoch(state, history or [], cfg.train.metric_for_best_model),
         best_metric=state.best_metric,
         metric_for_best_model=cfg.train.metric_for_best_model,
         stopped_early=state.global_step < planned,

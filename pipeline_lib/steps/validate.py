@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pandas as pd
 from pipeline_lib.config import DataConfig, PipelineConfig
 from pipeline_lib.data.cross_split import cross_split_duplicates
 from pipeline_lib.data.drift import compare, profile
-from pipeline_lib.data.failures import DataValidationError, ValidationFailure, group_failures
+from pipeline_lib.data.failures import DataValidationError, ValidationFailure, count_by_rule, group_failures
 from pipeline_lib.data.keys import text_key
 from pipeline_lib.data.readers import DataFormatError, read_data
 from pipeline_lib.data.splits import assign_splits, label_mix, split_method
@@ -90,7 +89,7 @@ def validate(cfg: PipelineConfig, run: RunDir) -> ValidateResult:
         split_method=method,
         label_mix=mix,
         fixed_texts=fixed,
-        warnings=dict(Counter(w.rule for w in found.warnings)),
+        warnings=count_by_rule(found.warnings),
     )
     _write_reports(run, result, found, data)
     if found.failures:

@@ -73,6 +73,24 @@ def progress(cfg: PipelineConfig):
     return Progress()
 
 
+def evaluation_schedule(t: Any) -> dict[str, Any]:
+    """When the Trainer validates and saves (they must match for the best checkpoint to be kept): every epoch, every
+    `train.eval_every` steps, or with `train.max_steps` and per-epoch validation once, at the last step."""
+    if t.eval_every == "epoch" and t.max_steps < 0:
+        return {"eval_strategy": "epoch", "save_strategy": "epoch", "eval_steps": None, "save_steps": None}
+    steps = t.eval_every if t.eval_every != "epoch" else max(1, t.max_steps)
+    return {"eval_strategy": "steps", "save_strategy": "steps", "eval_steps": steps, "save_steps": steps}
+
+
+def checkpointing_argument(enabled: bool) -> dict[str, bool]:
+    """Activation (gradient) checkpointing under transformers' current name; `gradient_checkpointing` is its
+    deprecated alias (a FutureWarning on every run) in the versions that have `activation_checkpointing`."""
+    from transformers import TrainingArguments
+
+    fields = TrainingArguments.__dataclass_fields__
+    return {"activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing": enabled}
+
+
 def training_arguments(cfg: PipelineConfig, run: RunDir, precision: str, device: str) -> Any:
     from transformers import TrainingArguments
 
@@ -88,10 +106,7 @@ def training_arguments(cfg: PipelineConfig, run: RunDir, precision: str, device:
         warmup_steps=t.warmup_ratio,
         optim="adamw_torch_fused",  # one fused kernel per step, on CPU too (torch >= 2.4)
         lr_scheduler_type="constant_with_warmup" if t.lr_scheduler == "constant" else t.lr_scheduler,
-        eval_strategy="epoch" if t.max_steps < 0 else "steps",
-        save_strategy="epoch" if t.max_steps < 0 else "steps",
-        eval_steps=None if t.max_steps < 0 else max(1, t.max_steps),
-        save_steps=None if t.max_steps < 0 else max(1, t.max_steps),
+        **evaluation_schedule(t),
         logging_strategy="epoch",
         load_best_model_at_end=True,
         metric_for_best_model=t.metric_for_best_model,
@@ -108,7 +123,7 @@ def training_arguments(cfg: PipelineConfig, run: RunDir, precision: str, device:
         disable_tqdm=True,
         dataloader_num_workers=0,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
-        gradient_checkpointing=t.gradient_checkpointing,
+        **checkpointing_argument(t.gradient_checkpointing),
         torch_compile=t.compile,
         ddp_backend="gloo" if device == "cpu" and distributed.in_worker() else None,
     )
@@ -188,3 +203,13 @@ def best_epoch(history: list[dict[str, float]], metric: str) -> float | None:
         return None
     pick = min if metric == "loss" else max
     return pick(scored, key=lambda row: row[f"val_{metric}"])["epoch"]
+
+
+def kept_epoch(state: Any, history: list[dict[str, float]], metric: str) -> float | None:
+    """The epoch of the checkpoint the Trainer kept as best (`load_best_model_at_end`): the evaluation at its
+    `best_global_step`; from the history's best value when the state does not say."""
+    step = getattr(state, "best_global_step", None)
+    for entry in state.log_history if step else []:
+        if entry.get("step") == step and "epoch" in entry and any(key.startswith("eval_") for key in entry):
+            return round(float(entry["epoch"]), 4)
+    return best_epoch(history, metric)

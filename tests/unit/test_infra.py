@@ -89,6 +89,8 @@ def test_ci_tests_every_push_and_triggers_an_existing_deployment_on_data_changes
     assert "push" in triggers
     steps = workflow["jobs"]["test"]["steps"]
     assert any(step.get("run") == ".ci/run" for step in steps)
+    commands = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines() if line.startswith("make")]
+    assert commands == ["make run", "make test"]  # the README's commands, in its order, on the clean clone
     retrain_job = workflow["jobs"]["retrain-on-new-data"]
     assert "refs/heads/main" in retrain_job["if"] and retrain_job["needs"] == "test"
     script = "\n".join(step.get("run", "") for step in retrain_job["steps"])
