@@ -204,6 +204,7 @@ def _sample(
                 break
         return sorted({key for row in rows for key in row}), rows, None
     delimiter = delimiter or sniff_delimiter(path, head)
+    csv.field_size_limit(max(csv.field_size_limit(), len(head)))  # a long text is a bad row, not a crash
     reader = csv.reader(io.StringIO(head, newline=""), delimiter=delimiter)
     header = next(reader, [])
     if not header or not any(name.strip() for name in header):

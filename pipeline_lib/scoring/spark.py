@@ -31,16 +31,22 @@ _PREDICTORS: dict[str, Any] = {}  # per executor Python worker: ONNX folder -> O
 
 def session(master: str) -> Any:
     """The Spark session (created once per process), Arrow transfers on, no UI."""
+    import warnings
+
     from pyspark.sql import SparkSession
 
-    return (
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+    spark = (
         SparkSession.builder.master(master)
         .appName("tunepipe-score")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "8")
         .getOrCreate()
     )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
 
 
 def scored_schema(model: ScoringModel) -> str:
@@ -55,7 +61,9 @@ def _partition_scorer(folder_name: str, task: str, labels: list[str], batch_size
 
     def score_partition(frames: Any) -> Any:
         import json
+        import warnings
 
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
         import pandas as pd
         from pyspark import SparkFiles
 
