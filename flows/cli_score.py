@@ -57,6 +57,7 @@ def score_command(
     label, p_<label> (NER: entities), model, version, onnx_sha256 and scored_at. A killed run continues where it
     stopped; an output of another model version or other inputs is refused (--overwrite)."""
     from flows.cli import _config_paths, _load, _user_errors
+    from pipeline_lib.config import ConfigError, interval_seconds
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("pipeline_lib").setLevel(logging.INFO)
@@ -65,8 +66,6 @@ def score_command(
         _check_choice("--on-bad-row", on_bad_row, ("fail", "skip"))
         _check_choice("--engine", engine, ("local", "spark"))
         if watch is not None:
-            from pipeline_lib.config import ConfigError, interval_seconds
-
             try:
                 seconds = interval_seconds(every or cfg.score.every)
             except ValueError as exc:

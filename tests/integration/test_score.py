@@ -38,10 +38,12 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def project(workspace: Path) -> Path:
-    """v1 champion, v2 challenger (its run asks for an impossible margin): one training step each."""
+    """v1 champion, v2 challenger (its run asks for an impossible margin): one training step each; and a second
+    registered model, `topics` v1."""
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(workspace)
-        for extra in (["train.seed=1"], ["train.seed=2", "gates.min_improvement=1.0"]):
+        runs = (["train.seed=1"], ["train.seed=2", "gates.min_improvement=1.0"], ["registry.model_name=topics"])
+        for extra in runs:
             cfg = load_config(None, overrides("train.max_steps=1", *extra))
             run = new_run(cfg.paths.artifacts)
             for name in STEPS:
@@ -122,6 +124,21 @@ def test_messy_inputs(here: Path):
         "out-messy",
     )
     assert again.exit_code == 0 and "already complete" in again.output
+
+
+def test_several_models_prefix_all_but_the_first(here: Path):
+    pd.DataFrame({"text": sentences(8)}).to_csv(here / "two.csv", index=False)
+    result = score("--model", "topics@champion", "two.csv", "--output", "out-two")
+    assert result.exit_code == 0, result.output
+    table = read_scored(here / "out-two")
+    added = ["row_id", "label", *(f"p_{label}" for label in LABELS), "model", "version", "onnx_sha256"]
+    added += ["topics__label", *(f"topics__p_{label}" for label in LABELS), "topics__model", "topics__version"]
+    assert table.column_names == ["text", *added, "topics__onnx_sha256", "scored_at"]
+    assert set(table.column("model").to_pylist()) == {NAME}
+    assert set(table.column("topics__model").to_pylist()) == {"topics"}
+    assert [m["prefix"] for m in read_manifest(here / "out-two")["runs"][0]["models"]] == ["", "topics__"]
+    twice = score("--model", f"{NAME}/2", "two.csv", "--output", "out-twice")
+    assert twice.exit_code == 1 and "more than once" in twice.output and not (here / "out-twice").exists()
 
 
 def test_killed_run_resumes_with_every_row_once(here: Path):
