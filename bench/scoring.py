@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -127,9 +128,10 @@ def main() -> None:
     parser.add_argument("--pipeline-rows", type=int, default=None, help="rows for (b') (default: --rows)")
     parser.add_argument("--train-steps", type=int, default=60)
     parser.add_argument("--skip", default="", help="routes to leave out, e.g. b,d")
+    parser.add_argument("--reuse", type=Path, help="a work folder of an earlier run: its registered model, no training")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    work = Path(tempfile.mkdtemp(prefix="tunepipe-bench-scoring-"))
+    work = args.reuse or Path(tempfile.mkdtemp(prefix="tunepipe-bench-scoring-"))
     print(f"working in {work}", flush=True)
     sets = [
         f"data.path={FPB_50AGREE}",
@@ -141,12 +143,12 @@ def main() -> None:
     set_args = [a for s in sets for a in ("--set", s)]
     config = str(REPO / "configs" / "financial_phrasebank.yaml")
     env = child_env(PYTHONPATH=str(REPO), MLFLOW_TRACKING_URI=f"sqlite:///{work}/.tunepipe/mlflow.db")
-    subprocess.run(
-        [sys.executable, "-m", "flows.cli", "run", "--config", config, *set_args], cwd=work, env=env, check=True
-    )
+    if not args.reuse:
+        subprocess.run(
+            [sys.executable, "-m", "flows.cli", "run", "--config", config, *set_args], cwd=work, env=env, check=True
+        )
     run_dirs = sorted((work / "artifacts").glob("**/model/config.json"))
     model_dir = run_dirs[-1].parent
-    folder = next((work / ".tunepipe" / "models" / NAME).glob("v*"), None)
     small, big = max(args.rows // 10, 1), args.rows
     for rows in (small, big):
         build_input(work / f"in-{rows}.csv", rows)
@@ -159,8 +161,10 @@ def main() -> None:
         print(f"{key}: {rows} rows, {rate:.1f} rows/s, peak RSS {m['peak_mb']:.0f} MB", flush=True)
 
     for rows in (small, big):
+        shutil.rmtree(work / f"out-a-{rows}", ignore_errors=True)
         m = measured([*tunepipe, f"in-{rows}.csv", "--output", f"out-a-{rows}", *set_args], work, env)
         record(f"a@{rows}", rows, m)
+    folder = next((work / ".tunepipe" / "models" / NAME).glob("v*"))  # the verified copy (a) made
     if "b" not in skip:
         for rows in (small, big):
             command = ["mlflow", "models", "predict", "-m", f"models:/{NAME}@champion", "-i", f"in-{rows}.csv"]
@@ -184,9 +188,11 @@ def main() -> None:
         if rows != big:
             build_input(work / f"in-{rows}.csv", rows)
         for route in ("map_in_pandas", "spark_udf"):
+            shutil.rmtree(work / f"out-d-{route}", ignore_errors=True)
             command = [*tunepipe, f"in-{rows}.csv", "--output", f"out-d-{route}", "--engine", "spark"]
             command += ["--spark-master", "local[2]", "--set", f"score.spark_route={route}", *set_args]
             record(f"d {route}", rows, measured(command, work, env))
+    (work / "results.json").write_text(json.dumps(results, indent=2))
     write_section("scoring", report(results, args, small, big))
     print(report(results, args, small, big))
 
@@ -203,7 +209,7 @@ def report(results: dict[str, dict], args: argparse.Namespace, small: int, big: 
         "d spark_udf": "(d) --engine spark local[2], mlflow.pyfunc.spark_udf",
     }
     command = "python bench/scoring.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, "")
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, "") and k != "reuse"
     )
     lines = [
         f"Machine: {machine()}. Command: `{command}`. Model: the default encoder (MiniLM-L6, 22.7M) fine-tuned a few "
