@@ -214,7 +214,12 @@ def report(results: dict[str, dict], args: argparse.Namespace, small: int, big: 
     lines = [
         f"Machine: {machine()}. Command: `{command}`. Model: the default encoder (MiniLM-L6, 22.7M) fine-tuned a few "
         "steps on FPB 50Agree, max_length 64, registered in a throw-away store. Input: a CSV of FPB 50Agree sentences "
-        "with id, timestamp and source, repeated with variations.",
+        "with id, timestamp and source, repeated with variations."
+        + (
+            f" Smoke size ({big:,} rows, under 200,000): start-up weighs on (a), (b) and (d); for orientation only."
+            if big < 200_000
+            else ""
+        ),
         "",
         "| route | rows | rows/s | peak RSS (MB) | wall (s) |",
         "|---|---:|---:|---:|---:|",
