@@ -38,7 +38,12 @@ mpnet: install
 repro: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-test: install
+# the `spark` extra (pyspark, for `tunepipe score --engine spark` and its tests), once
+$(VENV)/.spark-installed: $(BIN)/tunepipe
+	$(BIN)/pip install -q -e ".[$(EXTRA),dev,spark]"
+	touch $@
+
+test: install $(VENV)/.spark-installed
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -n 2 --dist loadfile  # two workers, each test module on one of them
 

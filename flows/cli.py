@@ -27,6 +27,7 @@ models_app = typer.Typer(help="Packaged pretrained encoders (model.name: default
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
+app.command("score")(__import__("flows.cli_score", fromlist=["score_command"]).score_command)
 
 DEFAULT_CONFIG = Path("configs/default.yaml")
 ConfigOpt = Annotated[
@@ -75,6 +76,7 @@ USER_ERRORS = (
     ("pipeline_lib.commands.data_add", "DatasetError"),
     ("pipeline_lib.commands.reproduce", "ReproduceError"),
     ("pipeline_lib.serving.monitor", "MonitorError"),
+    ("pipeline_lib.scoring.output", "ScoreError"),
     ("pipeline_lib.training.tuning", "TuneError"),
     ("pipeline_lib.training.weights", "WeightsError"),
     ("builtins", "FileNotFoundError"),

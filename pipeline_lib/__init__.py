@@ -14,6 +14,8 @@ Layers, each importing only the ones above it:
 - `report/`: the model card and the HTML report.
 - `registry/`: the MLflow store, registration with its journal, lineage, the ledger and alias moves.
 - `gates/`: the checks a challenger must pass, against the champion re-scored on the same data.
+- `scoring/`: `tunepipe score`, registered models applied to whole files in chunks (resumable Parquet parts and a
+  manifest), locally or on Apache Spark.
 - `serving/`: `tunepipe serve`, the HTTP app over a registered model, its prediction log, and `tunepipe monitor`.
 - `monitoring/`: `tunepipe trend`, the watched label's share and a sentiment index per group and window of a scored
   dataset, the surge test against the trailing baseline, its report and alerts sent once.

@@ -698,6 +698,39 @@ def window_length(window: str) -> tuple[int, str]:
 _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+class ScoreConfig(_Section):
+    """`tunepipe score`: registered models applied to whole files (see `pipeline_lib/scoring`). Options of the
+    command (`--on-bad-row`, `--engine`, ...) override these for one run."""
+
+    max_chars: int = Field(20_000, ge=1)  # a longer text is a bad row (the model reads its first max_length tokens)
+    chunk_rows: int = Field(5_000, ge=1)  # rows per part file: the unit of work, of progress and of resumption
+    batch_size: int = Field(32, ge=1)  # texts per predictor batch (run in length-sorted groups)
+    on_bad_row: Literal["fail", "skip"] = "fail"  # empty, not text, undecodable or over max_chars
+    id_column: str = "row_id"  # kept when the input has it, else added: <input sha256[:12]>:<row number>
+    num_threads: int | None = Field(None, ge=1)  # onnxruntime threads per predictor; None: all cores
+    engine: Literal["local", "spark"] = "local"
+    spark_master: str = "local[*]"  # a cluster's master URL at scale (spark://..., yarn, k8s://...)
+    # map_in_pandas: the verified ONNX folder shipped to the executors (SparkContext.addFile) and OnnxPredictor run
+    # in mapInPandas; spark_udf: MLflow's mlflow.pyfunc.spark_udf on models:/NAME@ALIAS (bench/scoring.py compares)
+    spark_route: Literal["map_in_pandas", "spark_udf"] = "map_in_pandas"
+    spark_partitions: int | None = Field(None, ge=1)  # partitions per chunk; None: Spark's default parallelism
+    every: str = "10m"  # `tunepipe score --watch INBOX`: how often the inbox is scored
+
+    @field_validator("every")
+    @classmethod
+    def _every_parses(cls, every: str) -> str:
+        interval_seconds(every)
+        return every
+
+
+def interval_seconds(text: str) -> float:
+    """A duration such as `90s`, `10m`, `1h` or `1d` in seconds."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration: expected e.g. 90s, 10m, 1h, 1d")
+    return float(match.group(1)) * _DURATION[match.group(2)]
+
+
 def window_start(since: str, now: datetime | None = None) -> datetime:
     """The UTC start of a monitoring window: `since` is a duration back from `now` (`90s`, `30m`, `24h`, `7d`,
     `2w`) or an ISO time (`2025-01-31`, `2025-01-31T12:00`, UTC unless it names its zone)."""
@@ -734,6 +767,7 @@ class PipelineConfig(_Section):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     trend: TrendConfig = Field(default_factory=TrendConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -764,6 +798,7 @@ class PipelineConfig(_Section):
             "monitor": True,
             "trend": True,
             "tune": True,
+            "score": True,
             "registry": set(RegistryConfig.UNHASHED),
             "data": {"inferred_labels"},
             "gates": {"drift"},  # when to report or stop on drift does not shape the model

@@ -21,20 +21,19 @@ import pandas as pd
 from pipeline_lib.config import DataConfig, PipelineConfig
 from pipeline_lib.data.keys import text_key
 from pipeline_lib.data.readers import SUFFIX_FORMATS, read_data
+from pipeline_lib.data.sniff import TEXT_NAMES, SniffError, detect_encoding, detect_format, read_head, sniff_delimiter
 from pipeline_lib.data.splits import SPLIT_SYNONYMS, assign_splits
 from pipeline_lib.data.text_quality import problems
 from pipeline_lib.task_types import task_for
 
 LABEL_NAMES = ("label", "labels", "sentiment", "class", "category", "target", "tag", "y", "airline_sentiment")
-TEXT_NAMES = ("text", "sentence", "tweet", "content", "body", "review", "headline", "title", "message")
-TAGGED_SUFFIXES = (".conll", ".bio", ".iob", ".iob2", ".ner")
 SPLIT_WORDS = {"train": "train", "dev": "validation", "valid": "validation", "val": "validation", "testa": "validation"}
 SPLIT_WORDS |= {"validation": "validation", "test": "test", "testb": "test"}
 LENGTHS = (32, 64, 128, 256, 512)
 SAMPLE_ROWS = 5000  # rows whose token lengths are measured
 
 
-class InitError(ValueError):
+class InitError(SniffError):
     """The data cannot be inspected; the message says what was found and what would be needed."""
 
 
@@ -51,57 +50,6 @@ class Inspection:
     choices: list[tuple[str, str]] = field(default_factory=list)  # (option, why)
     max_length: int = 128
     train: dict[str, Any] = field(default_factory=dict)  # the `train:` options proposed (epoch cap, eval interval)
-
-
-def detect_encoding(file: Path) -> str:
-    """UTF-8 when the bytes decode as UTF-8 (BOM or not), else charset-normalizer's best guess."""
-    data = file.read_bytes()[:1_000_000]
-    for encoding in ("utf-8", "cp1252"):  # UTF-8, else Windows-1252 (a superset of Latin-1), the usual two
-        try:
-            data.decode(encoding)
-            return encoding
-        except UnicodeDecodeError:
-            continue
-    else:
-        from charset_normalizer import from_bytes
-
-        best = from_bytes(data).best()
-        if best is None:
-            raise InitError(f"{file}: cannot tell the text encoding; re-save it as UTF-8") from None
-        return best.encoding
-
-
-def _read_head(file: Path, encoding: str, chars: int = 200_000) -> str:
-    return file.read_bytes()[: chars * 2].decode(encoding, errors="replace")[:chars]
-
-
-def _looks_tagged(text: str) -> bool:
-    """One token and its tag per line, sentences separated by blank lines (CoNLL-style columns)."""
-    lines = [line for line in text.splitlines()[:2000] if line.strip() and not line.startswith("-DOCSTART-")]
-    if not lines or "\n\n" not in text.replace("\r\n", "\n"):
-        return False
-    fields = [line.split() for line in lines]
-    tag_like = sum(1 for f in fields if len(f) >= 2 and re.fullmatch(r"O|[BIES]-\S+", f[-1]))
-    return tag_like / len(fields) > 0.8
-
-
-def detect_format(file: Path, encoding: str) -> str:
-    suffix = file.suffix.lower()
-    head = _read_head(file, encoding)
-    known = suffix in SUFFIX_FORMATS or suffix in TAGGED_SUFFIXES
-    if suffix in TAGGED_SUFFIXES or ((suffix in (".tsv", ".txt") or not known) and _looks_tagged(head)):
-        return "conll"
-    if suffix in (".jsonl", ".json"):
-        first = next((line for line in head.splitlines() if line.strip()), "{}")
-        return "jsonl-tagged" if {"tokens", "tags"} <= set(json.loads(first)) else "jsonl"
-    if suffix == ".txt":
-        lines = [line for line in head.splitlines()[:200] if line.strip()]
-        if lines and sum("@" in line for line in lines) / len(lines) > 0.9:
-            return "phrasebank"
-        raise InitError(f"{file}: a .txt file that is neither `sentence@label` lines nor token/tag columns")
-    if suffix in SUFFIX_FORMATS:
-        return SUFFIX_FORMATS[suffix]
-    raise InitError(f"{file}: unknown format; expected one of {', '.join([*SUFFIX_FORMATS, *TAGGED_SUFFIXES])}")
 
 
 def split_files(folder: Path) -> dict[str, str]:
@@ -124,13 +72,10 @@ def _table(file: Path, fmt: str, encoding: str) -> tuple[list[str], list[dict[st
         frame = pd.read_parquet(file).head(SAMPLE_ROWS)
         return list(frame.columns), frame.to_dict("records"), None
     if fmt == "jsonl":
-        rows = [json.loads(line) for line in _read_head(file, encoding).splitlines()[:SAMPLE_ROWS] if line.strip()]
+        rows = [json.loads(line) for line in read_head(file, encoding).splitlines()[:SAMPLE_ROWS] if line.strip()]
         return sorted({key for row in rows for key in row}), rows, None
-    head = _read_head(file, encoding)
-    try:
-        delimiter = csv.Sniffer().sniff(head[:20_000], delimiters=",\t;|").delimiter
-    except csv.Error:
-        delimiter = "\t" if file.suffix.lower() == ".tsv" else ","
+    head = read_head(file, encoding)
+    delimiter = sniff_delimiter(file, head)
     rows = list(csv.DictReader(io.StringIO(head, newline=""), delimiter=delimiter))[:SAMPLE_ROWS]
     columns = list(rows[0].keys()) if rows else []
     return [str(c).strip() for c in columns if c is not None], rows, delimiter
@@ -190,8 +135,11 @@ def inspect(path: Path, task: str | None = None) -> Inspection:
         if not data_files:
             raise InitError(f"{path}: no data files, and no train / dev / test files by name")
         first = data_files[0]
-    encoding = detect_encoding(first)
-    fmt = detect_format(first, encoding)
+    try:
+        encoding = detect_encoding(first)
+        fmt = detect_format(first, encoding)
+    except SniffError as exc:
+        raise InitError(str(exc)) from None
     tagged = fmt in ("conll", "jsonl-tagged")
     task = task or ("token_classification" if tagged else "sequence_classification")
     data: dict[str, Any] = {"path": _relative(path)}

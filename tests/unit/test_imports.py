@@ -23,6 +23,7 @@ LAYERS = (
     "report",
     "registry",
     "gates",
+    "scoring",
     "serving",
     "monitoring",
     "steps",

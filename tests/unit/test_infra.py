@@ -16,6 +16,7 @@ import yaml
 
 from flows.retrain import retrain
 from flows.schedule import check_cron
+from flows.score import score
 from flows.tune import tune
 from pipeline_lib.config import load_config
 
@@ -29,7 +30,11 @@ def load(path: str) -> dict:
 def test_prefect_yaml_deploys_the_retrain_flow_with_valid_parameters():
     deployments = {d["name"]: d for d in load("prefect.yaml")["deployments"]}
     deployments.pop("daily")  # the trend flow's (test_prefect_yaml_deploys_the_trend_flow)
-    assert set(deployments) == {"weekly", "on-data-change", "retrain-gpu", "search"}
+    assert set(deployments) == {"weekly", "on-data-change", "retrain-gpu", "search", "inbox"}
+    inbox = deployments.pop("inbox")
+    assert inbox["entrypoint"] == "flows/score.py:score" and inbox["work_pool"]["name"] == "tunepipe-process"
+    assert set(inbox["parameters"]) <= set(inspect.signature(score.fn).parameters)
+    load_config(REPO / inbox["parameters"]["config"], inbox["parameters"]["overrides"])
     search = deployments.pop("search")
     assert search["entrypoint"] == "flows/tune.py:tune" and search["work_pool"]["name"] == "tunepipe-process"
     assert set(search["parameters"]) <= set(inspect.signature(tune.fn).parameters)
