@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 QUIET_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -18,12 +19,16 @@ QUIET_ENV = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "PREFECT_LOGGING_EXTRA_LOGGERS": "pipeline_lib",
 }
+# pyspark 4 (the Spark engine's extra) warns on import that it does not yet fully support pandas 3; GX and MLflow
+# import it whenever it is installed, on paths tunepipe never takes (pandas frames, not Spark ones)
+PYSPARK_PANDAS_NOTICE = "PySpark does not yet fully support pandas"
 
 
 def apply_quiet_env() -> None:
-    """Set each default unless the environment already has a value for it."""
+    """Set each default unless the environment already has a value for it; hide pyspark's pandas-3 notice."""
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    warnings.filterwarnings("ignore", message=PYSPARK_PANDAS_NOTICE, category=FutureWarning)
 
 
 def quiet_transformers() -> None:

@@ -7,8 +7,7 @@ import os
 import warnings
 from typing import Any
 
-# pyspark 4 warns on import of its Spark Connect module that it does not yet fully support pandas 3
-PYSPARK_PANDAS_NOTICE = "PySpark does not yet fully support pandas"
+from pipeline_lib.environment import PYSPARK_PANDAS_NOTICE
 
 
 def import_gx() -> Any:
