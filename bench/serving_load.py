@@ -7,10 +7,14 @@ In a throw-away workspace: trains and registers the default model on the package
 does not depend on how well it was trained), then for each server in turn starts it on 127.0.0.1, warms it up and
 drives it with closed-loop clients (each sends its next request when the last is answered, over one keep-alive
 connection) with real Financial PhraseBank sentences: 1, 8, 32 and 64 concurrent single-text clients and 4
-clients x 32 texts. Each load runs `--seconds` (or until `--max-requests`), then the server is stopped. Reports
-texts/s and p50/p99 request latency, the targets of the issue, and writes the `serving_load` section of
-bench/RESULTS.md (`--smoke`: 2 s per load, the table printed, RESULTS.md untouched). Traffic never leaves
-127.0.0.1; every load is bounded in requests and time and every server is stopped on the way out.
+clients x 32 texts. Each load runs `--seconds` (or until `--max-requests`), then the server is stopped. Before
+the servers and again after them, the machine's ceiling: the bare `OnnxPredictor` of the same registered model in a
+process of its own (no HTTP, no server, onnxruntime's default threads as `tunepipe serve` with one worker), on the
+same texts, one text per call and 32 per call (two measurements that differ say the machine was not steady). A target missed is explained against that ceiling (Little's law: with N closed-loop
+clients the mean latency is N / throughput, so it is at least N / ceiling). Reports texts/s and p50/p99 request
+latency, the targets of the issue, and writes the `serving_load` section of bench/RESULTS.md (`--smoke`: 2 s per
+load, the table printed, RESULTS.md untouched). Traffic never leaves 127.0.0.1; every load is bounded in requests
+and time and every server is stopped on the way out.
 """
 
 from __future__ import annotations
@@ -31,11 +35,42 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from _results import FPB_50AGREE, REPO, child_env, machine, write_section
+from _results import FPB_50AGREE, REPO, child_env, child_json, machine, write_section
 
 NAME = "financial-sentiment"
 LOADS = [(1, 1), (8, 1), (32, 1), (64, 1), (4, 32)]  # (clients, texts per request)
 BEFORE = "tunepipe serve before batching"
+BARE = "OnnxPredictor in-process (ceiling)"
+BARE_START, BARE_END = f"{BARE}, first", f"{BARE}, last"  # measured before and after the servers
+CEILING_BATCHES = (1, 32)  # texts per predict() call of the bare predictor
+CEILING = """
+import json, sys, time
+import numpy as np
+from pipeline_lib.config import load_config
+from pipeline_lib.registry.fast_lookup import local_model
+from pipeline_lib.runtime.predictor import OnnxPredictor
+reference, texts_file, seconds, max_calls = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+texts = json.loads(open(texts_file, encoding="utf-8").read())
+predictor = OnnxPredictor.from_dir(local_model(load_config(None), reference).folder)
+rows = []
+for per_call in json.loads(sys.argv[5]):
+    for i in range(8):  # warm-up: graphs, tokenizer
+        predictor.predict([texts[(i * per_call + k) % len(texts)] for k in range(per_call)], batch_size=per_call)
+    times, i = [], 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds and len(times) < max_calls:
+        batch = [texts[(i + k) % len(texts)] for k in range(per_call)]
+        i += per_call
+        t = time.perf_counter()
+        predictor.predict(batch, batch_size=per_call)
+        times.append(time.perf_counter() - t)
+    elapsed = time.perf_counter() - start
+    ms = np.array(times) * 1000
+    rows.append({"clients": 1, "texts_per_request": per_call, "requests": len(times), "errors": 0,
+                 "texts_per_s": len(times) * per_call / elapsed,
+                 "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))})
+print(json.dumps({"rows": rows}))
+"""
 FAST = ["train.max_steps=6", "train.batch_size=8", "gates.floors={}"]
 
 
@@ -181,9 +216,26 @@ def baseline_source(root: Path, revision: str) -> Path:
     return target
 
 
+def ceiling(root: Path, env: dict[str, str], texts: list[str], args: argparse.Namespace, label: str) -> list[dict]:
+    """The bare predictor of the registered model in a process of its own, on `texts`: one row per batch size of
+    `CEILING_BATCHES` (texts/s, p50/p99 of one predict() call)."""
+    texts_file = root / "texts.json"
+    texts_file.write_text(json.dumps(texts), encoding="utf-8")
+    command = [sys.executable, "-c", CEILING, f"{NAME}@champion", str(texts_file), str(args.seconds)]
+    command += [str(args.max_requests), json.dumps(list(CEILING_BATCHES))]
+    rows: list[dict] = child_json(command, root, env)["rows"]
+    for row in rows:
+        print(
+            f"  {label}: {row['texts_per_request']} text(s) per call: {row['texts_per_s']:.0f} texts/s, "
+            f"p50 {row['p50_ms']:.1f} ms per call",
+            flush=True,
+        )
+    return rows
+
+
 def run_servers(root: Path, texts: list[str], args: argparse.Namespace) -> dict[str, list[dict]]:
     env = child_env(MLFLOW_TRACKING_URI=f"sqlite:///{root / '.tunepipe' / 'mlflow.db'}")
-    results: dict[str, list[dict]] = {}
+    results: dict[str, list[dict]] = {BARE_START: ceiling(root, env, texts, args, BARE_START)}
     if args.baseline:
         source = baseline_source(root, args.baseline)
         port = free_port()
@@ -208,7 +260,18 @@ def run_servers(root: Path, texts: list[str], args: argparse.Namespace) -> dict[
             lambda t: json.dumps({"dataframe_records": [{"text": x} for x in t]}),
         )
         results["mlflow models serve"] = measure(mlflow, texts, args.seconds, args.max_requests)
+    results[BARE_END] = ceiling(root, env, texts, args, BARE_END)  # the two differ: the machine was not steady
     return results
+
+
+def best_bare(results: dict[str, list[dict]]) -> dict[int, dict]:
+    """The bare predictor's faster measurement (first or last) for each number of texts per call."""
+    best: dict[int, dict] = {}
+    for row in results.get(BARE_START, []) + results.get(BARE_END, []):
+        n = row["texts_per_request"]
+        if n not in best or row["texts_per_s"] > best[n]["texts_per_s"]:
+            best[n] = row
+    return best
 
 
 def report(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
@@ -224,21 +287,53 @@ def report(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
             )
     ours = {(r["clients"], r["texts_per_request"]): r for r in results["tunepipe serve"]}
     peer = {(r["clients"], r["texts_per_request"]): r for r in results["mlflow models serve"]}
+    bare = best_bare(results)
     at32, own_batched, peer32 = ours[(32, 1)], ours[(4, 32)], peer[(32, 1)]
     share = at32["texts_per_s"] / own_batched["texts_per_s"]
     versus = at32["texts_per_s"] / peer32["texts_per_s"]
+    top = max((r["texts_per_s"] for r in bare.values()), default=float("nan"))  # the machine's ceiling, texts/s
+    needed = 32 / 0.100  # Little's law: 32 closed-loop clients at <= 100 ms each need >= 320 texts/s
 
     def verdict(ok: bool, miss: str) -> str:
         return "met" if ok else f"NOT met ({miss})"
 
+    def ceiling_note(text: str) -> str:
+        return f"; {text}" if bare else ""
+
     targets = [
         f"32 single-text clients vs the server's own 4 x 32: {share:.0%} (target >= 80 %): "
-        + verdict(share >= 0.8, f"{0.8 - share:.0%} short"),
+        + verdict(share >= 0.8, f"{0.8 - share:.0%} short")
+        + ceiling_note(
+            f"32 x 1 runs at {at32['texts_per_s'] / top:.0%} of the bare predictor's best {top:.0f} texts/s"
+        ),
         f"32 single-text clients vs `mlflow models serve`: {versus:.1f}x (target >= 4x): "
-        + verdict(versus >= 4, f"{4 - versus:.1f}x short"),
+        + verdict(
+            versus >= 4,
+            f"{4 - versus:.1f}x short"
+            + ceiling_note(
+                f"4x would be {4 * peer32['texts_per_s']:.0f} texts/s, {4 * peer32['texts_per_s'] / top:.1f}x the bare "
+                f"predictor's ceiling of {top:.0f} texts/s on this machine, so at most about "
+                f"{top / peer32['texts_per_s']:.1f}x is possible here"
+            ),
+        ),
         f"p99 at 32 single-text clients: {at32['p99_ms']:.0f} ms (target <= 100 ms): "
-        + verdict(at32["p99_ms"] <= 100, f"{at32['p99_ms'] - 100:.0f} ms over"),
+        + verdict(
+            at32["p99_ms"] <= 100,
+            f"{at32['p99_ms'] - 100:.0f} ms over"
+            + ceiling_note(
+                f"by Little's law the mean latency of 32 closed-loop clients is 32 / throughput, at least 32 / "
+                f"{top:.0f} texts/s (the bare predictor's ceiling) = {32 / top * 1000:.0f} ms here; <= 100 ms needs "
+                f">= {needed:.0f} texts/s, {needed / top:.1f}x this machine's ceiling"
+            ),
+        ),
     ]
+    alone = bare.get(1)
+    overhead = (
+        f"; the bare predictor's own p50 at one text per call is {alone['p50_ms']:.2f} ms, so HTTP, server and "
+        f"client add {ours[(1, 1)]['p50_ms'] - alone['p50_ms']:.2f} ms"
+        if alone
+        else ""
+    )
     if BEFORE in results:
         before = next(r for r in results[BEFORE] if (r["clients"], r["texts_per_request"]) == (1, 1))
         change = ours[(1, 1)]["p50_ms"] / before["p50_ms"] - 1
@@ -246,9 +341,10 @@ def report(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
             f"idle batch-1 p50 (1 client): {ours[(1, 1)]['p50_ms']:.2f} ms vs {before['p50_ms']:.2f} ms before "
             f"batching ({args.baseline}), {change:+.0%} (target within 10 %): "
             + verdict(abs(change) <= 0.10 or change < 0, f"{change - 0.10:.0%} over")
+            + overhead
         )
     else:
-        targets.append(f"idle batch-1 p50 (1 client): {ours[(1, 1)]['p50_ms']:.2f} ms (no baseline run)")
+        targets.append(f"idle batch-1 p50 (1 client): {ours[(1, 1)]['p50_ms']:.2f} ms (no baseline run){overhead}")
     return (
         "## Serving under concurrent load (issue 26)\n\n"
         f"`tunepipe serve` (serve.workers={args.workers}, dynamic batching with the default serve.max_batch_size "
@@ -257,7 +353,9 @@ def report(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
         + (f", and `tunepipe serve` as of {args.baseline} (before batching)" if args.baseline else "")
         + ", on 127.0.0.1, "
         f"closed-loop clients over keep-alive connections with real Financial PhraseBank sentences, {args.seconds:g} s "
-        "per load (the load generator runs on the same cores).\n\n"
+        "per load (the load generator runs on the same cores). The ceiling rows: the bare `OnnxPredictor` of the same "
+        "model in a process of its own, no HTTP, on the same sentences, 1 and 32 texts per predict() call (latency: "
+        "one call), measured first and again last (the targets use the faster of the two).\n\n"
         + "\n".join(lines)
         + "\n\nTargets (issue 26):\n"
         + "".join(f"\n- {t}" for t in targets)
@@ -286,7 +384,20 @@ def main() -> None:
     body = report(results, args)
     print(body)
     if not args.smoke:
-        write_section("serving_load", body)
+        write_section("serving_load", body, summary(results))
+
+
+def summary(results: dict[str, list[dict]]) -> list[tuple[str, str, str]]:
+    """The row of RESULTS.md's summary table: 1 and 32 single-text clients against the bare predictor's ceiling."""
+    ours = {(r["clients"], r["texts_per_request"]): r for r in results["tunepipe serve"]}
+    peer = {(r["clients"], r["texts_per_request"]): r for r in results["mlflow models serve"]}
+    top = max((r["texts_per_s"] for r in best_bare(results).values()), default=float("nan"))
+    figure = (
+        f"32 clients: {ours[(32, 1)]['texts_per_s']:.0f} texts/s, p99 {ours[(32, 1)]['p99_ms']:.0f} ms "
+        f"({ours[(32, 1)]['texts_per_s'] / peer[(32, 1)]['texts_per_s']:.1f}x mlflow; bare predictor ceiling "
+        f"{top:.0f} texts/s); 1 client p50 {ours[(1, 1)]['p50_ms']:.1f} ms"
+    )
+    return [("Serving under concurrent load", figure, "32 clients >= 4x mlflow, p99 <= 100 ms")]
 
 
 if __name__ == "__main__":

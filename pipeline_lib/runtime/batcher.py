@@ -5,10 +5,13 @@ thread with the items of every request queued since the last batch, in arrival o
 items, and hands each caller exactly its own slice of the results. A request is never split: one larger than
 `max_batch_size` runs alone (`run` chunks it itself).
 
-When to close a batch. A batch starts as soon as the worker is free and a request is queued. If the worker had
-to wait for that request (the server was idle), the batch runs at once: a lone request gets no added delay. If
-requests were already queued (traffic is arriving faster than batches run), the batch waits up to
-`max_wait_s` for more to fill it, then runs with what it has.
+When to close a batch. A batch starts as soon as the worker is free and a request is queued. If its oldest
+request arrived after the previous batch had finished (the server was idle), the batch runs at once: a lone
+request gets no added delay. If it arrived while the previous batch ran (traffic is arriving faster than batches
+run), the batch waits up to `max_wait_s` for more to fill it, then runs with what it has. "After the previous batch
+had finished" is decided by a count of finished batches taken when the request is queued, not by whether the
+worker found the queue empty when it came back: a caller answered by the last batch often sends its next request
+before the worker thread gets the GIL back, and that request must not wait for company.
 
 Errors stay with their callers: when a merged batch raises, each of its requests is run again alone, so one bad
 request fails only its own future. The queue is bounded (`max_queue` items): `submit` raises `Overloaded` at
@@ -17,6 +20,7 @@ once instead of letting latency grow without bound.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -44,6 +48,7 @@ class Overloaded(Exception):
 class _Request(Generic[T, R]):
     items: list[T]
     future: Future[list[R]] = field(default_factory=Future)
+    generation: int = 0  # batches finished when it was queued
 
 
 class DynamicBatcher(Generic[T, R]):
@@ -68,6 +73,7 @@ class DynamicBatcher(Generic[T, R]):
         self.on_batch = on_batch  # called with (items, requests) of each batch before it runs
         self._queue: deque[_Request[T, R]] = deque()
         self._queued = 0  # items waiting (not yet in a running batch)
+        self._finished = 0  # batches run so far (bumped before their callers are answered)
         self._cond = threading.Condition()
         self._closed = False
         self._worker = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -90,6 +96,7 @@ class DynamicBatcher(Generic[T, R]):
                 raise Overloaded("shutting down: not accepting new requests")
             if self._queued and self._queued + len(request.items) > self.max_queue:
                 raise Overloaded(f"queue full: {self._queued} items waiting (limit {self.max_queue})")
+            request.generation = self._finished
             self._queue.append(request)
             self._queued += len(request.items)
             self._cond.notify()
@@ -113,15 +120,15 @@ class DynamicBatcher(Generic[T, R]):
     def _next_batch(self) -> list[_Request[T, R]] | None:
         """The requests of the next batch (None: closed and drained)."""
         with self._cond:
-            idle = not self._queue
             while not self._queue:
                 if self._closed:
                     return None
                 self._cond.wait()
             batch = [self._queue.popleft()]
+            busy = batch[0].generation < self._finished  # it was queued while the previous batch ran
             size = len(batch[0].items)
             size = self._take(batch, size)
-            if not idle and self.max_wait_s > 0 and size < self.max_batch_size:
+            if busy and self.max_wait_s > 0 and size < self.max_batch_size:
                 deadline = time.monotonic() + self.max_wait_s
                 while size < self.max_batch_size and not self._closed:
                     remaining = deadline - time.monotonic()
@@ -147,22 +154,27 @@ class DynamicBatcher(Generic[T, R]):
                 self.on_batch(len(items), len(batch))
             except Exception:  # metrics must never fail a batch
                 log.exception("on_batch callback failed")
+        outcomes: list[tuple[Any, BaseException | None]]
         try:
             results = self._checked(items)
-        except Exception as exc:
-            if len(batch) == 1:
-                _settle(batch[0].future, error=exc)
-                return
-            for request in batch:  # find whose items fail: each request alone
-                try:
-                    _settle(request.future, self._checked(request.items))
-                except Exception as own:
-                    _settle(request.future, error=own)
-            return
-        start = 0
-        for request in batch:
-            _settle(request.future, results[start : start + len(request.items)])
-            start += len(request.items)
+        except Exception as exc:  # one request: its error; several: find whose items fail, each request alone
+            outcomes = [(None, exc)] if len(batch) == 1 else [self._alone(request.items) for request in batch]
+        else:
+            ends = list(itertools.accumulate(len(request.items) for request in batch))
+            outcomes = [
+                (results[end - len(request.items) : end], None) for request, end in zip(batch, ends, strict=True)
+            ]
+        with self._cond:  # finished before its callers hear of it: what they send next finds the worker idle
+            self._finished += 1
+        for request, (result, error) in zip(batch, outcomes, strict=True):
+            _settle(request.future, result, error)
+
+    def _alone(self, items: list[T]) -> tuple[Any, BaseException | None]:
+        """One request's items run as a batch of their own: (results, None) or (None, its error)."""
+        try:
+            return self._checked(items), None
+        except Exception as own:
+            return None, own
 
     def _checked(self, items: list[T]) -> list[R]:
         results = list(self.run(items))

@@ -82,6 +82,21 @@ def test_a_lone_request_on_an_idle_batcher_is_not_delayed():
     batcher.close()
 
 
+def test_a_request_sent_on_the_answer_is_not_delayed():
+    """A closed-loop caller sends its next request as soon as it is answered, often before the worker thread gets
+    the GIL back; that request found the queue non-empty and waited max_wait_s for company. Here it is sent from
+    the answer's callback, on the worker thread itself, before the worker looks at the queue again."""
+    recorder = Recorder()
+    batcher = DynamicBatcher(recorder, max_batch_size=64, max_wait_s=30)  # a wait that would fail the test
+    time.sleep(0.05)
+    nxt: list = []
+    first = batcher.submit([1])
+    first.add_done_callback(lambda _: nxt.append(batcher.submit([2])))
+    assert first.result(timeout=5) == [10]
+    assert nxt[0].result(timeout=5) == [20]
+    batcher.close()
+
+
 def test_a_busy_batcher_waits_for_more_requests_to_fill_a_batch():
     recorder = Recorder()
     batcher = held_batcher(recorder, max_batch_size=3, max_wait_s=5)
