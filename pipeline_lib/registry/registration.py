@@ -117,6 +117,9 @@ def _log_run(client: Any, cfg: PipelineConfig, run: RunDir, run_id: str) -> str:
     ]:
         if path.is_file():
             client.log_artifact(run_id, str(path), folder)
+    # the logged model belongs to the run's experiment, so its files go under that experiment's artifact location
+    # (the store), not the default experiment's ./mlruns in the working directory
+    mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
     info = Model.log(None, name="model", flavor=mlflow.pyfunc, run_id=run_id, **pyfunc_log_kwargs(run.onnx_dir))
     return info.model_uri
 

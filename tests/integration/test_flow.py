@@ -76,6 +76,9 @@ def test_first_run_registers_champion_with_lineage(first_run: dict, in_workspace
     text = runner.invoke(app, ["lineage", f"{NAME}@champion", *cli_sets()])
     assert text.exit_code == 0 and f"serving runtime: {info['runtime']['chosen']}" in text.output
     assert info["capability"]["bf16_hardware"] in ("True", "False") and info["capability"]["world_size"] == "1"
+    # the registered model's files are in the store, not in a ./mlruns of the working directory
+    assert not (in_workspace / "mlruns").exists()
+    assert list((in_workspace / ".tunepipe" / "mlartifacts").rglob("MLmodel"))
 
 
 def test_predict_matches_pyfunc_and_prints_probabilities(first_run: dict, in_workspace: Path):
