@@ -39,6 +39,7 @@ figures mean nothing; written to the `overhead_smoke` section). Writes the `over
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -56,7 +57,7 @@ from _results import FPB_50AGREE, REPO, child_env, child_json, dvc_workspace, ma
 STEPS = ("validate", "tokenize", "train", "evaluate", "export", "gate", "register")
 STEP_LINE = re.compile(r"\[(" + "|".join(STEPS) + r")\] (\d+(?:\.\d+)?)s\b")
 FLOW_STARTED = re.compile(r"Beginning flow run|Flow run '[^']+' - |\[decide\]")
-SERVER_STARTING = re.compile(r"Starting temporary server")
+SERVER_STARTING = re.compile(r"Starting temporary server|Using the kept Prefect API")
 FLOW_FINISHED = re.compile(r"Flow run '[^']+' - Finished in state")
 TARGETS = {"tiny": ("absolute", 30.0), "fpb": ("ratio", 0.05), "fpb30k": ("ratio", 0.10)}
 EVALUATE_TARGET = 3.0  # evaluate's rows/s over the train step's samples/s
@@ -195,8 +196,19 @@ def raw_child(config: str, sets: list[str]) -> dict:
     return {"train_wall": wall, "rows": rows, **{k: summary.get(k) for k in keys}}
 
 
-def prefect_child() -> dict:
-    """Prefect alone in a fresh process: import, a first one-task flow (ephemeral API start), a second one."""
+def prefect_child(kept: bool = False) -> dict:
+    """Prefect alone in a fresh process: import, a first one-task flow (ephemeral API start), a second one. `kept`:
+    on the API server tunepipe keeps between commands (`flows.prefect_start`, as `tunepipe run` starts it), which
+    outlives this process for the next one."""
+    api_wait = 0.0
+    if kept:
+        from flows import prefect_start
+
+        began = time.perf_counter()
+        early = prefect_start.start_early()
+        if early is not None:
+            early.ready()
+        api_wait = time.perf_counter() - began  # the server's start (or finding the kept one): the first flow's
     start = time.perf_counter()
     from prefect import flow, task
 
@@ -215,7 +227,7 @@ def prefect_child() -> dict:
         t0 = time.perf_counter()
         trivial()
         times.append(time.perf_counter() - t0)
-    return {"import": imported, "first_flow": times[0], "second_flow": times[1]}
+    return {"import": imported, "first_flow": api_wait + times[0], "second_flow": times[1]}
 
 
 def store_child() -> dict:
@@ -274,7 +286,8 @@ class PipelineRun:
         server = self.server_starting if self.server_starting is not None else self.flow_started
         rows = {
             "process start until Prefect's API server is launched (before: imports, config check)": server,
-            "Prefect API server start, flow run creation (after: overlapping the imports)": self.flow_started - server,
+            "Prefect API server start or the kept one found, the imports it overlaps, flow run creation": self.flow_started
+            - server,
         }
         previous = self.flow_started
         gaps = 0.0
@@ -309,8 +322,13 @@ def warm_up(code: Code, root: Path) -> None:
     """What a machine that ran tunepipe before has (every retrain but the first): Prefect's database in
     PREFECT_HOME and the MLflow store created. No step cache, no champion: the timed run still does every step."""
     env = pipeline_env(code, root)
-    child_json(self_command("--child", "prefect"), root, env)
+    child_json(self_command("--child", "kept" if code_keeps_server(code) else "prefect"), root, env)
     child_json(self_command("--child", "store"), root, env)
+
+
+def code_keeps_server(code: Code) -> bool:
+    """Whether `code` keeps Prefect's API server between commands (flows/prefect_keeper.py, issue 29)."""
+    return (code.root / "flows" / "prefect_keeper.py").is_file()
 
 
 def run_pipeline(ds: Dataset, code: Code, root: Path, epochs: float | None) -> PipelineRun:
@@ -365,6 +383,7 @@ def measure(
                 print(f"[{ds.key} {code.label}] tunepipe run {out[code.label]['pipes'][-1].wall:.1f}s", flush=True)
                 LOADS.append(os.getloadavg()[0])
             finally:
+                stop_kept_server(root / "prefect-home")
                 shutil.rmtree(root, ignore_errors=True)
     return {
         label: {
@@ -389,14 +408,31 @@ def fresh_process_costs(code: Code) -> dict:
             "interpreter": interpreter,
             "prefect": child_json(self_command("--child", "prefect"), home, env),
             "prefect_again": child_json(self_command("--child", "prefect"), home, env),
+            **(
+                {
+                    "kept_first": child_json(self_command("--child", "kept"), home, env),
+                    "kept_next": child_json(self_command("--child", "kept"), home, env),
+                }
+                if code_keeps_server(code)
+                else {}
+            ),
             "cli": child_json(self_command("--child", "import", "flows.cli", "flows.retrain"), home, env)["seconds"],
             "training_stack": child_json(
                 self_command("--child", "import", "torch", "transformers", "pipeline_lib.training"), home, env
             )["seconds"],
         }
     finally:
+        stop_kept_server(home)
         shutil.rmtree(home, ignore_errors=True)
     return costs
+
+
+def stop_kept_server(home: Path) -> None:
+    """Stop a kept Prefect API server of `home` (it would stop by itself once `home` is removed, within a second)."""
+    record = home / "tunepipe-api.json"
+    if record.is_file():
+        with contextlib.suppress(ValueError, OSError, ProcessLookupError):
+            os.kill(int(json.loads(record.read_text())["pid"]), 15)
 
 
 # ---- report -------------------------------------------------------------------------------------------------
@@ -470,6 +506,14 @@ def costs_table(costs: dict[str, dict]) -> list[str]:
             lambda c: c["prefect_again"]["first_flow"],
         ),
         ("second one-task flow in the same process", lambda c: c["prefect"]["second_flow"]),
+        (
+            "tunepipe's kept API: first one-task flow, the command that starts it (same PREFECT_HOME)",
+            lambda c: c["kept_first"]["first_flow"] if "kept_first" in c else float("nan"),
+        ),
+        (
+            "tunepipe's kept API: first one-task flow of the next command (server kept, warm machine)",
+            lambda c: c["kept_next"]["first_flow"] if "kept_next" in c else float("nan"),
+        ),
     ]
     table = ["| what, s (fresh process) | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
     table += [f"| {name} | " + " | ".join(f"{get(costs[lb]):.2f}" for lb in labels) + " |" for name, get in rows]
@@ -563,7 +607,7 @@ def main() -> None:
         "machine's first); cold: both are created during it",
     )
     parser.add_argument("--section", default=None, help="RESULTS.md section (default: overhead, or overhead_smoke)")
-    parser.add_argument("--child", choices=["raw", "prefect", "store", "import"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["raw", "prefect", "kept", "store", "import"], help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -572,6 +616,7 @@ def main() -> None:
         child = {
             "raw": lambda: raw_child(args.config, args.rest),
             "prefect": prefect_child,
+            "kept": lambda: prefect_child(kept=True),
             "store": store_child,
             "import": lambda: import_child(args.rest),
         }[args.child]

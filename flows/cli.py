@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from flows import prefect_start
+from flows.cli_api import api_app
 from flows.cli_trend import trend as trend_command
 from pipeline_lib.config import ConfigError, PipelineConfig, load_config
 from pipeline_lib.environment import apply_quiet_env
@@ -27,6 +28,7 @@ models_app = typer.Typer(help="Packaged pretrained encoders (model.name: default
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
+app.add_typer(api_app, name="api")
 app.command("score")(__import__("flows.cli_score", fromlist=["score_command"]).score_command)
 
 DEFAULT_CONFIG = Path("configs/default.yaml")

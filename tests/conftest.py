@@ -23,6 +23,7 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("TUNEPIPE_OPTUNA_STORAGE", None)  # else `tune` tests would write a team's study database
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="tunepipe-prefect-")
+os.environ["TUNEPIPE_PREFECT_KEEP_S"] = "0"  # no Prefect server outlives its command (tests of keeping set their own)
 
 
 # What a user's own runs leave in the working directory (`make run`, `tunepipe ...`): the defaults of
