@@ -576,13 +576,21 @@ def data_add(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset NAME: appends to data/NAME.csv.")],
     config: ConfigOpt = None,
     overrides: SetOpt = None,
+    reject_label_issues: Annotated[
+        bool,
+        typer.Option(
+            "--reject-label-issues",
+            help="Refuse the file when the label check flags any of its rows (data.label_issues).",
+        ),
+    ] = False,
 ) -> None:
     """Validate FILE's rows with the pipeline's rules, append them to the dataset, and make a new DVC version
-    (dvc add, dvc push, git commit of the .dvc file). Rejected rows change nothing (exit 1)."""
+    (dvc add, dvc push, git commit of the .dvc file). Rejected rows change nothing (exit 1). Rows whose label looks
+    wrong are listed (--reject-label-issues refuses them)."""
     from pipeline_lib.commands.data_add import add_rows
 
     with _user_errors():
-        result = add_rows(_load(config, overrides), file, dataset)
+        result = add_rows(_load(config, overrides), file, dataset, reject_label_issues)
     typer.echo(result.summary())
 
 

@@ -270,13 +270,14 @@ def keep_seconds(environ: dict[str, str] | None = None) -> float:
 
 
 def server_identity(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """What a kept server must share with a command to serve it: the Python and Prefect it runs and every Prefect
+    """What a kept server must share with a command to serve it: the Python environment (`sys.prefix`: `python` and
+    `python3` of one venv are one) and Prefect it runs, and every Prefect
     setting of the environment (its database, its home), except the API URL the command is pointed at."""
     from importlib.metadata import version
 
     environ = dict(os.environ) if environ is None else environ
     settings = {k: v for k, v in sorted(environ.items()) if k.startswith("PREFECT_") and k != "PREFECT_API_URL"}
-    return {"python": sys.executable, "prefect": version("prefect"), **settings}
+    return {"python": sys.prefix, "prefect": version("prefect"), **settings}  # the environment, not its symlink
 
 
 @contextlib.contextmanager

@@ -36,6 +36,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class LabelCheckConfig(_Section):
+    """How likely mislabelled rows are found (`data.label_issues`): confident learning (cleanlab) on out-of-sample
+    probabilities of a linear model over the encoder's sentence embeddings, fitted in `folds` seeded folds."""
+
+    folds: int = Field(5, ge=2, le=20)
+    max_drop_fraction: float = Field(0.05, gt=0, le=0.5)  # `drop` removes at most this share of train + validation
+    min_rows: int = Field(200, ge=20)  # fewer labelled rows: not checked (a linear probe on so few says little)
+    max_length: int = Field(128, ge=8, le=512)  # tokens embedded per text
+
+
 class SplitConfig(_Section):
     """How rows are split when the data has no split column or split files (see `data/splits.py`)."""
 
@@ -77,6 +87,10 @@ class DataConfig(_Section):
     max_tokens: int = Field(512, ge=1)  # longest sentence accepted, in words
     max_train_sentences: int | None = Field(None, ge=1)  # keep this many train sentences (seeded sample)
     cross_split_duplicates: Literal["fail", "warn"] = "fail"  # warn: keep fixed benchmark splits, report repeats
+    # likely mislabelled rows (classification): warn lists them, drop removes them from train and validation before
+    # training (never from test: gates stay comparable), off skips the check (no embedding computed)
+    label_issues: Literal["warn", "drop", "off"] = "warn"
+    label_check: LabelCheckConfig = Field(default_factory=LabelCheckConfig)
 
     @field_validator("files")
     @classmethod

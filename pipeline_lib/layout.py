@@ -39,6 +39,10 @@ class RunDir:
         return self.root / "validation" / "profile.json"
 
     @property
+    def label_issues(self) -> Path:  # likely mislabelled rows (`data.label_issues`), most suspect first
+        return self.root / "validation" / "label_issues.parquet"
+
+    @property
     def drift(self) -> Path:  # the training split against the champion's
         return self.root / "validation" / "drift.json"
 

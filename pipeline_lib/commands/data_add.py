@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ class AddResult:
     new_md5: str
     commit: str
     pushed_to: str
+    label_issues: list[dict[str, Any]] = field(default_factory=list)  # suspect rows of the added file
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,7 +57,27 @@ class AddResult:
             f"  old md5 {self.old_md5 or '(new dataset)'}\n"
             f"  new md5 {self.new_md5}\n"
             f"  committed {self.commit[:12]} ({self.path}.dvc), pushed to DVC remote {self.pushed_to}"
+        ) + suspect_rows(self.label_issues)
+
+
+class LabelIssuesRejected(DatasetError):
+    """`--reject-label-issues`: the added file has rows whose label looks wrong; nothing was written."""
+
+
+def suspect_rows(issues: list[dict[str, Any]], limit: int = 20) -> str:
+    """The added file's likely mislabelled rows, most suspect first (empty string when none)."""
+    if not issues:
+        return ""
+    lines = [f"\n  {len(issues)} row(s) of the added file look mislabelled (data.label_issues; most suspect first):"]
+    for issue in issues[:limit]:
+        text = issue["text"] if len(issue["text"]) <= 70 else issue["text"][:69] + "…"
+        lines.append(
+            f"    {issue['file']} row {issue['row']}: labelled {issue['label']!r}, looks {issue['suggested']!r} "
+            f"(p={issue['suggested_probability']:.2f}): {text!r}"
         )
+    if len(issues) > limit:
+        lines.append(f"    and {len(issues) - limit} more")
+    return "\n".join(lines)
 
 
 def dataset_path(name: str) -> Path:
@@ -68,8 +89,9 @@ def dataset_path(name: str) -> Path:
     return DATA_DIR / f"{name}.csv"
 
 
-def add_rows(cfg: PipelineConfig, new_file: Path, dataset: str) -> AddResult:
-    """Validate `new_file`'s rows appended to dataset `dataset`, then write, `dvc add`, `dvc push`, `git commit`."""
+def add_rows(cfg: PipelineConfig, new_file: Path, dataset: str, reject_label_issues: bool = False) -> AddResult:
+    """Validate `new_file`'s rows appended to dataset `dataset`, then write, `dvc add`, `dvc push`, `git commit`.
+    Rows of `new_file` the label check flags are listed; with `reject_label_issues` they refuse the file."""
     target, new_file = dataset_path(dataset), Path(new_file)
     check_write(target, cfg, f"--dataset {dataset}")  # data/ may be a symlink: the file written must be in the roots
     _check_repository(target)
@@ -80,7 +102,14 @@ def add_rows(cfg: PipelineConfig, new_file: Path, dataset: str) -> AddResult:
     try:
         combined = staging / target.name
         starts = _write_combined(combined, old_text, header, new_rows, cfg)
-        _validate(cfg, combined, _Places(combined, target, new_file, new_rows, starts))
+        places = _Places(combined, target, new_file, new_rows, starts)
+        issues = added_label_issues(_validate(cfg, combined, places), places)
+        if issues and reject_label_issues:
+            raise LabelIssuesRejected(
+                f"{new_file}: refused by --reject-label-issues, nothing was written"
+                + suspect_rows(issues)
+                + "\n  correct those labels (or drop --reject-label-issues to add them with a warning)"
+            )
         rows_before = len(read_labelled_text(target, cfg.data)) if target.exists() else 0
         old_md5 = dvc_pointer_md5(target)
         new_md5, commit, remote = _publish(target, combined, staging, dataset, len(new_rows), old_md5)
@@ -96,7 +125,21 @@ def add_rows(cfg: PipelineConfig, new_file: Path, dataset: str) -> AddResult:
         new_md5=new_md5,
         commit=commit,
         pushed_to=remote,
+        label_issues=issues,
     )
+
+
+def added_label_issues(run: RunDir, places: _Places) -> list[dict[str, Any]]:
+    """The label check's flagged rows that come from the added file, placed in it (file, row)."""
+    if not run.label_issues.is_file():
+        return []
+    issues = pd.read_parquet(run.label_issues)
+    found = []
+    for issue in issues.to_dict("records"):
+        file, row = places.place(int(issue["row"]))
+        if file == str(places.new_file):
+            found.append({**issue, "file": file, "row": row})
+    return found
 
 
 def _run(args: list[str], what: str) -> str:
@@ -190,7 +233,7 @@ def _known_labels(cfg: PipelineConfig, target: Path) -> PipelineConfig:
     return cfg.model_copy(update={"data": cfg.data.model_copy(update={"labels": labels})})
 
 
-def _validate(cfg: PipelineConfig, combined: Path, places: _Places) -> None:
+def _validate(cfg: PipelineConfig, combined: Path, places: _Places) -> RunDir:
     """The validate step on the would-be dataset; failures name the new file's rows (or the dataset's)."""
     from pipeline_lib.data.failures import DataValidationError, ValidationFailure
     from pipeline_lib.steps.validate import validate
@@ -212,6 +255,7 @@ def _validate(cfg: PipelineConfig, combined: Path, places: _Places) -> None:
                 )
             )
         raise DataValidationError(mapped, exc.report_path) from None
+    return run
 
 
 def _publish(

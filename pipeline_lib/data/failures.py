@@ -67,6 +67,11 @@ RULES: dict[str, tuple[str, str]] = {
         "re-export the data from its source as UTF-8; data.fix_text cannot restore them",
     ),
     "label_mix": ("splits whose label mix is unlikely under the whole data's", "try another data.split.seed"),
+    "label_issue": (
+        "rows whose label looks wrong ({value}) to a classifier that never saw them (confident learning)",
+        "check and correct those labels; data.label_issues=drop removes them from train and validation before "
+        "training (never from test), data.label_issues=off skips the check",
+    ),
 }
 
 

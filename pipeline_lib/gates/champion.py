@@ -115,3 +115,28 @@ def current_champion(cfg: PipelineConfig, client: Any, texts: list[str], name: s
         seen=seen,
         split_method=(current.tags or {}).get("data.split_method"),
     )
+
+
+def champion_opinion(cfg: PipelineConfig, texts: list[str], labels: list[str]) -> dict[str, Any] | None:
+    """The champion's own view of rows added since its data (`data.label_issues`): for each text it never trained or
+    selected on, its probabilities over `labels` (NaN rows for texts it saw, whose scores are not out of sample).
+    None without a champion, without its record of seen rows, or with other labels."""
+    from pipeline_lib.registry.fast_lookup import aliased, local_model
+
+    found = aliased(cfg)
+    if found is None or not found.run_id:
+        return None
+    seen_file = store.run_artifact(cfg, found.run_id, SEEN_KEYS_ARTIFACT)
+    if seen_file is None:
+        return None
+    seen = frozenset(pd.read_parquet(seen_file)["key"])
+    new = np.array([digest not in seen for digest in text_digests(texts)], dtype=bool)
+    predictor = OnnxPredictor.from_dir(local_model(cfg, f"{cfg.registry.model_name}@{store.CHAMPION}").folder)
+    if list(predictor.labels) != list(labels):
+        return None
+    probs = np.full((len(texts), len(labels)), np.nan)
+    if new.any():
+        logits = predictor.logits([t for t, is_new in zip(texts, new, strict=True) if is_new])
+        shifted = np.exp(logits - logits.max(1, keepdims=True))
+        probs[new] = shifted / shifted.sum(1, keepdims=True)
+    return {"version": found.version, "new": new, "probs": probs}

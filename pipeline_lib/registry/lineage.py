@@ -34,6 +34,12 @@ def lineage_tags(cfg: PipelineConfig, run: RunDir, gates: dict[str, Any]) -> dic
     tags.update({f"data.split.{split}.md5": digest for split, digest in data["splits"].items()})
     validation = read_json(run.validation_report) if run.validation_report.is_file() else {}
     tags["data.split_method"] = str(validation.get("split_method") or "unknown")
+    checked = validation.get("label_issues") or {}
+    if checked.get("status") == "checked":  # the label check: what it flagged and what `drop` removed before training
+        tags["data.label_issues.flagged"] = str(checked.get("flagged", 0))
+        tags["data.label_issues.dropped"] = str(checked.get("dropped", 0))
+        if checked.get("dropped_keys_digest"):
+            tags["data.label_issues.dropped_keys"] = str(checked["dropped_keys_digest"])
     tags["data.key"] = KEY_VERSION
     return tags | tuning_tags(cfg)
 

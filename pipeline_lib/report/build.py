@@ -113,11 +113,28 @@ def report_context(
         },
         "gx": gx_summary(read_json(run.gx_result)) if run.gx_result.is_file() else [],
         "drift": drift_section(run),
+        "label_issues": label_issues_section(run, validation.get("label_issues") or {}),
         "git": {"commit": tags.get("git.commit", "?"), "dirty": tags.get("git.dirty") == "True"},
         "config_hash": tags.get("config.hash", cfg.config_hash()),
         "train": read_json(run.train_summary),
         "export": read_json(run.export_summary),
     }
+
+
+def label_issues_section(run: RunDir, checked: dict[str, Any], examples: int = 25) -> dict[str, Any]:
+    """The label check's summary line, its given → suggested counts and the most suspect rows."""
+    import pandas as pd
+
+    if checked.get("status") != "checked":
+        return {"summary": checked.get("status", "not run"), "pairs": {}, "examples": []}
+    summary = (
+        f"{checked['flagged']} of {checked['checked']} rows flagged ({checked['setting']}); "
+        f"{checked['dropped']} dropped from train and validation before training"
+        + (f"; champion v{checked['champion']} scored the rows it never saw" if checked.get("champion") else "")
+    )
+    rows = pd.read_parquet(run.label_issues).head(examples) if run.label_issues.is_file() else pd.DataFrame()
+    records = [{**r, "champion_label": r.get("champion_label") or None} for r in rows.to_dict("records")]
+    return {"summary": summary, "pairs": checked.get("pairs", {}), "examples": records}
 
 
 def drift_section(run: RunDir) -> dict[str, Any]:

@@ -44,7 +44,10 @@ class StepSpec:
 STEP_SPECS: dict[str, StepSpec] = {
     # validate also compares the training split with the champion's (drift), so the champion is one of its inputs
     "validate": StepSpec(
-        "steps.validate", ("data_file", "champion"), ("task", "data", "gates.drift"), ("data", "validation")
+        "steps.validate",
+        ("data_file", "champion"),
+        ("task", "data", "model.name", "gates.drift"),
+        ("data", "validation"),
     ),
     "tokenize": StepSpec("steps.tokenize", ("splits", "tokenizer"), ("task", "data", "model"), ("tokenized",)),
     "train": StepSpec("steps.train", ("tokenized",), ("task", "data", "model", "train"), ("model", "train")),

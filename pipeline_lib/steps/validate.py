@@ -13,16 +13,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline_lib.config import DataConfig, PipelineConfig
 from pipeline_lib.data.cross_split import cross_split_duplicates
 from pipeline_lib.data.drift import compare, profile
-from pipeline_lib.data.failures import DataValidationError, ValidationFailure, count_by_rule, group_failures
+from pipeline_lib.data.failures import (
+    DataValidationError,
+    ValidationFailure,
+    count_by_rule,
+    group_failures,
+    snippet,
+)
 from pipeline_lib.data.keys import text_key
+from pipeline_lib.data.label_issues import describe, find_label_issues, keys_digest
 from pipeline_lib.data.readers import DataFormatError, read_data
 from pipeline_lib.data.splits import assign_splits, label_mix, split_method
 from pipeline_lib.data.text_quality import fix_texts, text_warnings
+from pipeline_lib.gates.champion import champion_opinion
 from pipeline_lib.layout import SPLITS, RunDir, write_json
 from pipeline_lib.registry.lineage import champion_profile
 from pipeline_lib.task_types import task_for
@@ -46,6 +55,7 @@ class ValidateResult:
     label_mix: dict[str, Any] | None = None  # each split's label shares beside the whole's
     fixed_texts: int = 0  # rows `data.fix_text` repaired
     warnings: dict[str, int] = field(default_factory=dict)  # count per warning rule
+    label_issues: dict[str, Any] | None = None  # the label check (`data.label_issues`): flagged, dropped, cost
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,8 +83,10 @@ def validate(cfg: PipelineConfig, run: RunDir) -> ValidateResult:
         leaks = cross_split_duplicates(splits)
         (found.warnings if data.cross_split_duplicates == "warn" else found.failures).extend(leaks)
         found.failures += gx_failures + task.coverage(splits, data)
+    checked = None
     if splits and not found.failures:
         _drift(cfg, splits["train"], run, found)
+        splits, checked = _check_labels(cfg, data, splits, run, found)
     mix = label_mix(splits) if splits else None
     if mix and any(p is not None and p < data.split.label_mix_p for p in mix["p_value"].values()):
         found.warnings.append(_label_mix_warning(data, mix))
@@ -90,6 +102,7 @@ def validate(cfg: PipelineConfig, run: RunDir) -> ValidateResult:
         label_mix=mix,
         fixed_texts=fixed,
         warnings=count_by_rule(found.warnings),
+        label_issues=checked,
     )
     _write_reports(run, result, found, data)
     if found.failures:
@@ -176,6 +189,99 @@ def _drift(cfg: PipelineConfig, train: pd.DataFrame, run: RunDir, found: _Findin
         failure = ValidationFailure(cfg.data.path, None, "train", f"drift_{feature.name}", message)
         (found.failures if feature.action == "block" else found.warnings).append(failure)
     log.info("drift against champion v%s: %s", version, "; ".join(f"{f.name} {f.figure:.3g}" for f in features))
+
+
+def _check_labels(
+    cfg: PipelineConfig, data: DataConfig, splits: dict[str, pd.DataFrame], run: RunDir, found: _Findings
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Likely mislabelled rows (`data.label_issues`): written to `run.label_issues` and warned about; with `drop`
+    the most suspect train and validation rows are removed (at most `label_check.max_drop_fraction` of them; the test
+    split is never touched). Rows the champion never saw are also scored by it, and its opinion is shown beside."""
+    run.label_issues.unlink(missing_ok=True)
+    settings = data.label_check
+    if data.label_issues == "off":
+        return splits, {"status": "off (data.label_issues=off)"}
+    if cfg.task != "sequence_classification":
+        why = (
+            "not applicable to token classification: per-token confident learning needs a tagger's out-of-sample "
+            "probabilities, a training run per fold"
+        )
+        return splits, {"status": why}
+    frame = pd.concat([part.assign(split=name) for name, part in splits.items()], ignore_index=True)
+    if len(frame) < settings.min_rows:
+        return splits, {
+            "status": f"skipped: {len(frame)} labelled rows < data.label_check.min_rows={settings.min_rows}"
+        }
+    check = find_label_issues(
+        frame[["split", "row", "text", "label"]],
+        data.label_names,
+        resolve_model_source(cfg.model.name),
+        cfg.paths.cache_dir,
+        folds=settings.folds,
+        seed=data.split.seed,
+        max_length=settings.max_length,
+    )
+    issues = _with_champion_opinion(cfg, check.issues, data.label_names)
+    cap = int(settings.max_drop_fraction * sum(len(splits[s]) for s in ("train", "validation")))
+    droppable = issues.index[issues["split"] != "test"][:cap] if data.label_issues == "drop" else []
+    issues["dropped"] = issues.index.isin(droppable)
+    for split in ("train", "validation"):
+        gone = set(issues.loc[issues["dropped"] & (issues["split"] == split), "row"])
+        splits[split] = splits[split][~splits[split]["row"].isin(gone)].reset_index(drop=True)
+    run.label_issues.parent.mkdir(parents=True, exist_ok=True)
+    issues.to_parquet(run.label_issues, index=False)
+    sources = frame.set_index(["split", "row"])["source"]
+    found.warnings += [
+        _label_issue_warning(row, str(sources.get((row.split, row.row), data.path))) for row in issues.itertuples()
+    ]
+    dropped = issues[issues["dropped"]]
+    summary = {
+        "status": "checked",
+        "setting": data.label_issues,
+        **describe(check),
+        "dropped": len(dropped),
+        "drop_cap": cap if data.label_issues == "drop" else None,
+        "dropped_keys_digest": keys_digest([text_key(t) for t in dropped["text"]]) if len(dropped) else None,
+        "champion": issues.attrs.get("champion"),
+    }
+    log.info(
+        "label check: %d of %d rows flagged (%s), %d dropped; %.1fs (%d embeddings from the cache, %.1fs embedding)",
+        len(issues),
+        check.checked,
+        ", ".join(f"{k} {v}" for k, v in summary["by_split"].items()) or "none",
+        len(dropped),
+        check.seconds,
+        check.embeddings_cached,
+        check.embed_seconds,
+    )
+    return splits, summary
+
+
+def _with_champion_opinion(cfg: PipelineConfig, issues: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """The champion's label and its probability of the given label, for flagged rows it never saw (NaN else)."""
+    issues = issues.assign(champion_label=None, champion_given_probability=np.nan)
+    opinion = champion_opinion(cfg, issues["text"].astype(str).tolist(), labels) if len(issues) else None
+    if opinion is None:
+        return issues
+    new, probs = opinion["new"], opinion["probs"]
+    given = issues["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
+    issues.loc[new, "champion_label"] = [labels[i] for i in probs[new].argmax(1)]
+    issues.loc[new, "champion_given_probability"] = probs[new, given[new]].round(6)
+    issues.attrs["champion"] = opinion["version"]
+    return issues
+
+
+def _label_issue_warning(row: Any, file: str) -> ValidationFailure:
+    champion = (
+        f"; champion says {row.champion_label!r} (p({row.label!r})={row.champion_given_probability:.2f})"
+        if isinstance(row.champion_label, str)
+        else ""
+    )
+    message = (
+        f"labelled {row.label!r}, looks {row.suggested!r} (p={row.suggested_probability:.2f}, self-confidence "
+        f"{row.score:.3f}){champion}{'; dropped' if row.dropped else ''}: {snippet(row.text)}"
+    )
+    return ValidationFailure(file, int(row.row), row.split, "label_issue", message, f"{row.label} → {row.suggested}")
 
 
 def _log_summary(result: ValidateResult, warnings: list[ValidationFailure]) -> None:

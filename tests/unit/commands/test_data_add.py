@@ -151,3 +151,52 @@ def test_bad_dataset_name_is_refused(repo: Path):
     unseen_rows(1).to_csv(new, index=False)
     result = runner.invoke(app, ["data", "add", str(new), "--dataset", "../etc/passwd"])
     assert result.exit_code == 1 and "dataset name" in result.output
+
+
+@pytest.fixture
+def phrasebank_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path) -> tuple[Path, pd.DataFrame]:
+    """git + DVC repo whose `data/news.csv` holds 80 real AllAgree sentences per label; the next 8 per label
+    (not in it) are returned for adding."""
+    lines = (shared_data / "financial_phrasebank" / "Sentences_AllAgree.txt").read_bytes().decode("iso-8859-1")
+    rows = pd.DataFrame([line.rsplit("@", 1) for line in lines.splitlines() if "@" in line], columns=["text", "label"])
+    rows = rows.drop_duplicates("text")
+    sh(tmp_path, "git", "init", "-q")
+    sh(tmp_path, "git", "config", "user.email", "t@example.com")
+    sh(tmp_path, "git", "config", "user.name", "t")
+    sh(tmp_path, "dvc", "init", "-q")
+    sh(tmp_path, "dvc", "remote", "add", "-d", "local", str(tmp_path / "remote"))
+    (tmp_path / ".gitignore").write_text(".tunepipe/\n")
+    (tmp_path / "data").mkdir()
+    rows.groupby("label", group_keys=False).head(80).to_csv(tmp_path / "data" / f"{DATASET}.csv", index=False)
+    sh(tmp_path, "dvc", "add", "-q", f"data/{DATASET}.csv")
+    sh(tmp_path, "dvc", "push", "-q")
+    sh(tmp_path, "git", "add", "-A")
+    sh(tmp_path, "git", "commit", "-qm", "init")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path, rows.groupby("label", group_keys=False).nth(range(80, 88))
+
+
+@pytest.mark.integration
+def test_data_add_shows_suspect_rows_and_reject_refuses_them(phrasebank_repo: tuple[Path, pd.DataFrame]) -> None:
+    repo, new_rows = phrasebank_repo
+    new_rows = new_rows.reset_index(drop=True)
+    swap = {"positive": "negative", "negative": "positive", "neutral": "positive"}
+    wrong = [0, 9, 17]  # one of each label, relabelled
+    new_rows.loc[wrong, "label"] = new_rows.loc[wrong, "label"].map(swap)
+    incoming = repo / "incoming.csv"
+    new_rows.to_csv(incoming, index=False)
+    before = state(repo)
+
+    refused = runner.invoke(app, ["data", "add", str(incoming), "--dataset", DATASET, "--reject-label-issues"])
+    assert refused.exit_code == 1, refused.output
+    assert "refused by --reject-label-issues, nothing was written" in refused.output
+    shown = {int(n) for n in re.findall(rf"{re.escape(str(incoming))} row (\d+)", refused.output)}
+    planted = {i + 2 for i in wrong}  # CSV lines (header is line 1)
+    assert len(shown & planted) >= 2, refused.output  # most of the planted ones, named by the added file's row
+    assert len(shown - planted) <= 2, refused.output
+    assert state(repo) == before  # nothing written, committed or pushed
+
+    added = runner.invoke(app, ["data", "add", str(incoming), "--dataset", DATASET])
+    assert added.exit_code == 0, added.output
+    assert "look mislabelled" in added.output and f"{incoming} row" in added.output
+    assert state(repo)["md5"] != before["md5"]
