@@ -167,7 +167,8 @@ def find_label_issues(
     seed: int = 42,
     max_length: int = 128,
 ) -> LabelCheck:
-    """Flag the rows of `frame` (columns split, row, text, label) whose label the other rows contradict."""
+    """Flag the rows of `frame` (columns split, row, text, label; source kept when given) whose label the other rows
+    contradict."""
     start = time.perf_counter()
     texts = frame["text"].astype(str).tolist()
     index = {label: i for i, label in enumerate(labels)}
@@ -177,7 +178,7 @@ def find_label_issues(
     probs = out_of_sample_probabilities(vectors, y.astype(int), len(labels), folds, seed)
     flagged, scores = rank_issues(y.astype(int), probs, seed)
     suggested = probs.argmax(1)
-    issues = frame.iloc[flagged][["split", "row", "text", "label"]].copy()
+    issues = frame.iloc[flagged][[c for c in ("split", "source", "row", "text", "label") if c in frame]].copy()
     issues["suggested"] = [labels[i] for i in suggested[flagged]]
     issues["score"] = scores[flagged].round(6)
     issues["suggested_probability"] = probs[flagged, suggested[flagged]].round(6)

@@ -213,7 +213,7 @@ def _check_labels(
             "status": f"skipped: {len(frame)} labelled rows < data.label_check.min_rows={settings.min_rows}"
         }
     check = find_label_issues(
-        frame[["split", "row", "text", "label"]],
+        frame[["split", "source", "row", "text", "label"]],
         data.label_names,
         resolve_model_source(cfg.model.name),
         cfg.paths.cache_dir,
@@ -226,14 +226,13 @@ def _check_labels(
     droppable = issues.index[issues["split"] != "test"][:cap] if data.label_issues == "drop" else []
     issues["dropped"] = issues.index.isin(droppable)
     for split in ("train", "validation"):
-        gone = set(issues.loc[issues["dropped"] & (issues["split"] == split), "row"])
-        splits[split] = splits[split][~splits[split]["row"].isin(gone)].reset_index(drop=True)
+        gone = issues.loc[issues["dropped"] & (issues["split"] == split), ["source", "row"]]
+        places = pd.MultiIndex.from_frame(splits[split][["source", "row"]])
+        keep = ~places.isin(pd.MultiIndex.from_frame(gone)) if len(gone) else np.ones(len(places), dtype=bool)
+        splits[split] = splits[split][keep].reset_index(drop=True)
     run.label_issues.parent.mkdir(parents=True, exist_ok=True)
     issues.to_parquet(run.label_issues, index=False)
-    sources = frame.set_index(["split", "row"])["source"]
-    found.warnings += [
-        _label_issue_warning(row, str(sources.get((row.split, row.row), data.path))) for row in issues.itertuples()
-    ]
+    found.warnings += [_label_issue_warning(row, str(row.source)) for row in issues.itertuples()]
     dropped = issues[issues["dropped"]]
     summary = {
         "status": "checked",
@@ -260,7 +259,11 @@ def _check_labels(
 def _with_champion_opinion(cfg: PipelineConfig, issues: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     """The champion's label and its probability of the given label, for flagged rows it never saw (NaN else)."""
     issues = issues.assign(champion_label=None, champion_given_probability=np.nan)
-    opinion = champion_opinion(cfg, issues["text"].astype(str).tolist(), labels) if len(issues) else None
+    try:
+        opinion = champion_opinion(cfg, issues["text"].astype(str).tolist(), labels) if len(issues) else None
+    except Exception as exc:  # a second opinion only: an unreadable store must not stop validation
+        log.warning("label check: the champion's opinion is not available (%s: %s)", type(exc).__name__, exc)
+        opinion = None
     if opinion is None:
         return issues
     new, probs = opinion["new"], opinion["probs"]
