@@ -106,6 +106,12 @@ class DataConfig(_Section):
             raise ValueError("needs at least two distinct labels (or leave it out to infer them from the data)")
         return labels
 
+    @field_validator("label_issues", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        """YAML reads a bare `off` as false (and `on` as true): `label_issues: off` means what it says."""
+        return {False: "off", True: "warn"}.get(value, value) if isinstance(value, bool) else value
+
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, encoding: str | None) -> str | None:

@@ -151,3 +151,13 @@ def test_out_of_sample_probabilities_cover_every_label_and_row() -> None:
     probs = label_issues.out_of_sample_probabilities(features, y, 3, folds=5, seed=1)
     assert probs.shape == (63, 3) and np.allclose(probs.sum(1), 1.0)
     assert (probs.argmax(1) == y)[:60].mean() > 0.9
+
+
+def test_yaml_off_and_on_mean_what_they_say(tmp_path: Path) -> None:
+    from pipeline_lib.config import load_config
+
+    config = tmp_path / "c.yaml"
+    config.write_text("data:\n  label_issues: off\n")
+    assert load_config(config).data.label_issues == "off"  # YAML 1.1 reads a bare off as false
+    assert load_config(config, ["data.label_issues=on"]).data.label_issues == "warn"
+    assert load_config(config, ["data.label_issues=drop"]).data.label_issues == "drop"
