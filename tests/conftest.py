@@ -4,15 +4,18 @@ when it finds them changed at its end)."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pipeline_lib.environment import apply_quiet_env
+from tests.scratch import remove, remove_new_entries, shared_cache_folder
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -23,6 +26,7 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("TUNEPIPE_OPTUNA_STORAGE", None)  # else `tune` tests would write a team's study database
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="tunepipe-prefect-")
+atexit.register(remove, Path(os.environ["PREFECT_HOME"]))
 os.environ["TUNEPIPE_PREFECT_KEEP_S"] = "0"  # no Prefect server outlives its command (tests of keeping set their own)
 
 
@@ -48,6 +52,24 @@ def changes(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]
     lines += [f"deleted {path}" for path in sorted(before.keys() - after.keys())]
     lines += [f"modified {path}" for path in sorted(before.keys() & after.keys()) if before[path] != after[path]]
     return lines
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Name the xdist test run here (the controller), so that its shared step cache can be removed at the end."""
+    if hasattr(config.option, "testrunuid") and not hasattr(config, "workerinput") and not config.option.testrunuid:
+        config.option.testrunuid = uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_scratch_is_removed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """What a test module made under the session's temporary folder (its workspaces, stores, trained runs, each
+    test's tmp_path) goes when the module ends, unless one of its tests failed (then it stays for a post-mortem)."""
+    base = tmp_path_factory.getbasetemp()
+    before = {entry.name for entry in base.iterdir()}
+    failed = request.session.testsfailed
+    yield
+    if request.session.testsfailed == failed:
+        remove_new_entries(base, before)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -103,6 +125,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     import logging
 
     logging.raiseExceptions = False
+    run_id = getattr(session.config.option, "testrunuid", None)
+    if run_id and not hasattr(session.config, "workerinput"):
+        remove(shared_cache_folder(run_id))
     before = session.config.stash.get(STATE_KEY, None)
     found = changes(before, user_state()) if before is not None else []
     if found:

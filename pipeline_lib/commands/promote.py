@@ -30,13 +30,11 @@ TEST_SPLIT_ARTIFACT = "data/test.parquet"
 EXPORT_SUMMARY_ARTIFACT = "export/summary.json"
 
 
-def _download(run_id: str, artifact: str, what: str, ref: str) -> Path:
+def _download(run_id: str, artifact: str, what: str, ref: str, into: Path) -> Path:
     import mlflow
 
     try:
-        return Path(
-            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=tempfile.mkdtemp())
-        )
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=str(into)))
     except Exception as exc:
         raise PromotionError(f"{ref}: its run has no {what} ({artifact}); register it again to gate it") from exc
 
@@ -45,8 +43,10 @@ def gate_version(cfg: PipelineConfig, client: Any, name: str, version: Any) -> G
     """Re-run every gate for a registered version: it and the current champion are re-scored (ONNX) on the
     version's own logged test split."""
     ref = f"{name}/{version.version}"
-    test = pd.read_parquet(_download(version.run_id, TEST_SPLIT_ARTIFACT, "logged test split", ref))
-    summary = json.loads(_download(version.run_id, EXPORT_SUMMARY_ARTIFACT, "export summary", ref).read_text())
+    with tempfile.TemporaryDirectory(prefix="tunepipe-gate-") as scratch:
+        test = pd.read_parquet(_download(version.run_id, TEST_SPLIT_ARTIFACT, "logged test split", ref, Path(scratch)))
+        summary_file = _download(version.run_id, EXPORT_SUMMARY_ARTIFACT, "export summary", ref, Path(scratch))
+        summary = json.loads(summary_file.read_text())
     onnx_dir = store.onnx_dir_for(cfg, client, name, str(version.version))
     if not cfg.data.labels:  # inferred at its training: the version's own labels, as its ONNX folder records them
         labels = json.loads((onnx_dir / META_FILE).read_text(encoding="utf-8"))["labels"]

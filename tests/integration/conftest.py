@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import tempfile
 from pathlib import Path
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from pipeline_lib.data.versions import SEED_DATASET
+from tests.scratch import remove, shared_cache_folder
 
 
 # A few steps on a tiny slice, no quality floors; the serving runtime is not chosen by timing (test_flow.py and
@@ -18,11 +20,14 @@ from pipeline_lib.data.versions import SEED_DATASET
 # reuse each other's tokenized data, trained model and export instead of training again. Tests about the cache
 # itself, or about training as it runs, take `PRIVATE_CACHE`.
 def _session_cache() -> Path:
-    """One folder per test run, the same in every pytest-xdist worker of it (their run id), else a fresh one."""
+    """One folder per test run, the same in every pytest-xdist worker of it (their run id; the controller removes
+    it at the end, `tests/conftest.py`), else a fresh one removed when the process exits."""
     run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
     if not run_id:
-        return Path(tempfile.mkdtemp(prefix="tunepipe-test-cache-"))
-    folder = Path(tempfile.gettempdir()) / f"tunepipe-test-cache-{run_id}"
+        folder = Path(tempfile.mkdtemp(prefix="tunepipe-test-cache-"))
+        atexit.register(remove, folder)
+        return folder
+    folder = shared_cache_folder(run_id)
     folder.mkdir(exist_ok=True)
     return folder
 
