@@ -12,7 +12,8 @@ registers it in a throw-away store, then runs each route as its own process, sam
   at both sizes too;
 - (b') transformers' `pipeline("text-classification")` on the fine-tuned PyTorch model, batch 32, over the first
   `--pipeline-rows` texts in memory (default: all);
-- (c) the bare `OnnxPredictor` over the same texts in memory, batch 32 (this engine's limit; loading excluded);
+- (c) the bare `OnnxPredictor` over the same texts in memory, in slices of `score.chunk_rows` texts (the calls the
+  engine makes, without reading or writing), batch 32 (this engine's limit; loading excluded);
 - (d) `tunepipe score --engine spark --spark-master local[2]`, both routes (map_in_pandas, spark_udf), over the
   first `--spark-rows` rows (default: all).
 
@@ -37,7 +38,10 @@ from pathlib import Path
 import pandas as pd
 from _results import FPB_50AGREE, REPO, SHARED_DATA, child_env, machine, write_section
 
+from pipeline_lib.config import ScoreConfig
+
 NAME = "financial-phrasebank"
+CHUNK_ROWS = ScoreConfig().chunk_rows  # the default: the texts the engine hands the predictor per call
 VARIATIONS = (
     lambda s: s,
     lambda s: f"UPDATE: {s}",
@@ -104,8 +108,8 @@ from pipeline_lib.runtime.predictor import OnnxPredictor
 texts = pd.read_csv({csv!r})["text"].tolist()
 predictor = OnnxPredictor.from_dir({folder!r})
 start = time.perf_counter()
-for i in range(0, len(texts), 32):
-    predictor.predict(texts[i:i + 32])
+for i in range(0, len(texts), {chunk}):
+    predictor.predict(texts[i:i + {chunk}], batch_size=32)
 print(json.dumps({{"rows": len(texts), "seconds": time.perf_counter() - start}}))
 """
 
@@ -177,7 +181,11 @@ def main() -> None:
         timing = json.loads(m["last"])
         record("b'", timing["rows"], m, timing["seconds"])
     m = measured(
-        [sys.executable, "-c", ONNX_LOOP.format(repo=str(REPO), csv=str(work / f"in-{big}.csv"), folder=str(folder))],
+        [
+            sys.executable,
+            "-c",
+            ONNX_LOOP.format(repo=str(REPO), csv=str(work / f"in-{big}.csv"), folder=str(folder), chunk=CHUNK_ROWS),
+        ],
         work,
         env,
     )
@@ -204,7 +212,7 @@ def report(results: dict[str, dict], args: argparse.Namespace, small: int, big: 
         f"b@{small}": f"(b) mlflow models predict ({small:,} rows)",
         f"b@{big}": f"(b) mlflow models predict ({big:,} rows)",
         "b'": "(b') transformers pipeline, PyTorch, batch 32",
-        "c": "(c) bare OnnxPredictor in memory, batch 32",
+        "c": f"(c) bare OnnxPredictor in memory, {CHUNK_ROWS:,} texts per call, batch 32",
         "d map_in_pandas": "(d) --engine spark local[2], mapInPandas over the shipped ONNX folder",
         "d spark_udf": "(d) --engine spark local[2], mlflow.pyfunc.spark_udf",
     }

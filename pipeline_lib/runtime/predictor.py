@@ -132,8 +132,9 @@ class OnnxPredictor:
         return self.session.run([OUTPUT_NAME], features)[0]
 
     def logits(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """Logits for `texts`, computed `batch_size` texts at a time (token classification: one row per
-        whitespace-separated word, all texts' words concatenated; see `task_types.windows`)."""
+        """Logits for `texts` (rows in input order), run in length-sorted groups of up to `batch_size` texts (token
+        classification: one row per whitespace-separated word, all texts' words concatenated; see
+        `task_types.windows`). The whole list is encoded at once: callers with a table pass it in chunks."""
         texts = check_texts(texts)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -143,8 +144,9 @@ class OnnxPredictor:
             return pretokenized_logits(self, texts, batch_size)
         if len(texts) == 1:
             return self.single_logits(texts[0])
-        chunks = [self.grouped_logits(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
-        return np.concatenate(chunks)
+        # a few texts: groups of LENGTH_GROUP; many: the whole list sorted, so a run of `batch_size` neighbours is
+        # about one length and pads to little (FPB, 3,200 texts: 1.25x the rows/s of sorting within each batch)
+        return self.grouped_logits(texts, min(LENGTH_GROUP, batch_size) if len(texts) <= batch_size else batch_size)
 
     def single_logits(self, text: str) -> np.ndarray:
         """Logits of one text, the serving path at batch 1: one encoding straight into the graph's int64 inputs
@@ -164,8 +166,8 @@ class OnnxPredictor:
             array[0] = sources[name]
         return self.session.run([OUTPUT_NAME], feeds)[0]
 
-    def grouped_logits(self, texts: list[str]) -> np.ndarray:
-        """Logits of one batch, run `LENGTH_GROUP` texts of similar length at a time (rows in input order).
+    def grouped_logits(self, texts: list[str], group_size: int = LENGTH_GROUP) -> np.ndarray:
+        """Logits of `texts` sorted by length and run `group_size` at a time (rows in input order).
 
         Real sentences vary in length, and one padded batch computes every text at the longest one's length:
         on Financial PhraseBank batches of 32 that is about 1.6x the work of groups of 8 sorted by length.
@@ -174,8 +176,8 @@ class OnnxPredictor:
         lengths = np.array([len(ids) for ids in encoded["input_ids"]])
         order = np.argsort(lengths, kind="stable")
         rows: list[np.ndarray] = [np.empty(0)] * len(texts)
-        for start in range(0, len(order), LENGTH_GROUP):
-            group = order[start : start + LENGTH_GROUP]
+        for start in range(0, len(order), group_size):
+            group = order[start : start + group_size]
             features = {
                 name: self._padded(encoded[name], group, int(lengths[group].max()), name) for name in self.input_names
             }

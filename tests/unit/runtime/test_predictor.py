@@ -99,6 +99,25 @@ def test_batches_run_in_length_groups_and_come_back_in_order(
     assert calls[0][1] < calls[-1][1]  # the short texts were not padded to the longest one
 
 
+def test_many_texts_are_sorted_as_a_whole_and_run_batch_size_at_a_time(
+    predictor: OnnxPredictor, torch_logits: np.ndarray
+) -> None:
+    order = np.random.default_rng(1).permutation(len(TEXTS) * 6) % len(TEXTS)  # 30 texts, more than a batch
+    texts = [TEXTS[i] for i in order]
+    calls = []
+    run = predictor.run
+    predictor.run = lambda features: calls.append(features["input_ids"].shape) or run(features)
+    try:
+        logits = predictor.logits(texts, batch_size=6)
+    finally:
+        del predictor.run
+    np.testing.assert_allclose(logits, torch_logits[order], atol=1e-4)
+    assert [shape[0] for shape in calls] == [6] * 5
+    # sorted across the whole list: each run holds copies of one text, so nothing is padded
+    lengths = sorted(len(predictor.encode_unpadded([t])["input_ids"][0]) for t in TEXTS)
+    assert [shape[1] for shape in calls] == lengths
+
+
 def test_unpadded_encoding_equals_the_tokenizers(predictor: OnnxPredictor) -> None:
     texts = [*TEXTS, "revenue " * 300, "Ünïcödé façade – naïve €5"]  # one is truncated at max_length
     wrapper = predictor.tokenizer(texts, truncation=True, max_length=predictor.max_length)
