@@ -81,6 +81,7 @@ USER_ERRORS = (
     ("pipeline_lib.scoring.output", "ScoreError"),
     ("pipeline_lib.training.tuning", "TuneError"),
     ("pipeline_lib.training.weights", "WeightsError"),
+    ("pipeline_lib.training.distill", "DistillError"),
     ("builtins", "FileNotFoundError"),
 )
 
@@ -117,7 +118,11 @@ def run(
     """Run the whole pipeline as a Prefect flow: validate, tokenize, train, evaluate, export, gate, register.
     Skips (exit 0) when the champion was trained on this data version and config."""
     with _user_errors():
-        _load(config, overrides)  # fail fast on a bad config, before Prefect starts
+        cfg = _load(config, overrides)  # fail fast on a bad config (or teacher), before Prefect starts
+        if cfg.train.distill.teacher:
+            from pipeline_lib.steps.teacher import resolve_teacher
+
+            resolve_teacher(cfg)
         early = prefect_start.start_early()  # Prefect's temporary API starts while the flow and libraries import
         from flows.retrain import retrain
 
@@ -231,6 +236,12 @@ def lineage(
         typer.echo(
             f"  tuned: study {t['study']} trial {t['trial']} (validation {t.get('metric')} {t.get('value', 0):.4f}, "
             f"{t.get('finished_trials')} finished trials, data {str(t.get('data_md5'))[:12]}, {t.get('storage')})"
+        )
+    if info.get("distill"):
+        d = info["distill"]
+        typer.echo(
+            f"  distilled from {d.get('teacher')} (graph {str(d.get('teacher_digest'))[:12]}, alpha "
+            f"{d.get('alpha')}, temperature {d.get('temperature')})"
         )
     typer.echo(f"  promotion: {info['promotion']}")
 

@@ -163,6 +163,16 @@ class LoraSettings(_Section):
     target_modules: list[str] | None = None  # None: peft's default for the architecture (query/value)
 
 
+class DistillSettings(_Section):
+    """Knowledge distillation (sequence classification; `training.distill`): the student also learns from a
+    fine-tuned teacher's soft labels. Loss alpha·CE(gold) + (1 − alpha)·T²·KL(teacher_T ‖ student_T)."""
+
+    # NAME@ALIAS, NAME/VERSION (the registry), a run directory or an ONNX folder; None: plain training
+    teacher: str | None = None
+    alpha: float = Field(0.5, ge=0, le=1)  # weight of the gold labels' cross-entropy (1: plain training)
+    temperature: float = Field(2.0, gt=0)  # softens both distributions in the KL term
+
+
 class TrainConfig(_Section):
     """Fine-tuning hyper-parameters (transformers' Trainer). The defaults are the sequence-classification recipe the
     searches chose (bench/RESULTS.md, `quality_fpb50` and `quality_fpb_all`: no trial beat it on the validation split;
@@ -191,6 +201,7 @@ class TrainConfig(_Section):
     freeze: Literal["none", "head_only", "top_k"] = "none"  # what stays fixed; the task head always trains
     trainable_top_layers: int = Field(2, ge=1)  # freeze=top_k: how many of the encoder's top layers train
     lora: LoraSettings = Field(default_factory=LoraSettings)
+    distill: DistillSettings = Field(default_factory=DistillSettings)
     gradient_accumulation_steps: int = Field(1, ge=1)
     gradient_checkpointing: bool = False
     compile: bool = False  # torch.compile the model (worth it on GPU for long runs)
@@ -390,6 +401,7 @@ NOT_SEARCHABLE = {
     "train.lora.enabled": "search it as train.adaptation (full, head_only, top_k, lora)",
     "train.metric_for_best_model": "it is what the search maximises (the validation metric), not a parameter",
     "train.lora.target_modules": "give it in the base config",
+    "train.distill.teacher": "name the teacher in the base config; search train.distill.alpha and temperature",
     **{
         f"train.{name}": "it sets how training runs, not what it learns"
         for name in (

@@ -42,6 +42,7 @@ class GateResult:
     checks: list[GateCheck] = field(default_factory=list)
     champion: dict[str, Any] | None = None  # the champion compared against, re-scored on this test split
     seconds: float = 0.0
+    teacher: dict[str, Any] | None = None  # a distilled run: its teacher beside it on this test split (no gate)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,7 +52,14 @@ class GateResult:
         return [c.name for c in self.checks if not c.passed]
 
     def table(self) -> str:
-        return "\n".join(check.line() for check in self.checks)
+        lines = [check.line() for check in self.checks]
+        if self.teacher:
+            t = self.teacher
+            lines.append(
+                f"  teacher {t['teacher']}: {t['metric']} {t['teacher_metric']:.4f} (this student "
+                f"{t['student_metric']:.4f}), agreement {t['agreement']:.3f} on {t['rows']} test rows"
+            )
+        return "\n".join(lines)
 
 
 # --- single checks ---------------------------------------------------------------------------------------

@@ -41,7 +41,23 @@ def lineage_tags(cfg: PipelineConfig, run: RunDir, gates: dict[str, Any]) -> dic
         if checked.get("dropped_keys_digest"):
             tags["data.label_issues.dropped_keys"] = str(checked["dropped_keys_digest"])
     tags["data.key"] = KEY_VERSION
-    return tags | tuning_tags(cfg)
+    return tags | tuning_tags(cfg) | distill_tags(run)
+
+
+def distill_tags(run: RunDir) -> dict[str, str]:
+    """`distill.*` tags of a distilled run: the teacher (reference, registered name and version, graph digest) and the
+    loss's alpha and temperature."""
+    summary = read_json(run.train_summary) if run.train_summary.is_file() else {}
+    teacher = summary.get("distill")
+    if not teacher:
+        return {}
+    named = f"{teacher['name']}/{teacher['version']}" if teacher.get("name") else teacher["reference"]
+    return {
+        "distill.teacher": named,
+        "distill.teacher_digest": str(teacher["digest"]),
+        "distill.alpha": str(teacher["alpha"]),
+        "distill.temperature": str(teacher["temperature"]),
+    }
 
 
 def tuning_tags(cfg: PipelineConfig) -> dict[str, str]:
@@ -124,6 +140,7 @@ def lineage(cfg: PipelineConfig, ref: str) -> dict[str, Any]:
         },
         "libraries": recorded_libraries(mlrun.data.params),
         "tuned": _tuned(tags),
+        "distill": {k.removeprefix("distill."): v for k, v in tags.items() if k.startswith("distill.")} or None,
     }
 
 

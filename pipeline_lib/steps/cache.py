@@ -50,7 +50,8 @@ STEP_SPECS: dict[str, StepSpec] = {
         ("data", "validation"),
     ),
     "tokenize": StepSpec("steps.tokenize", ("splits", "tokenizer"), ("task", "data", "model"), ("tokenized",)),
-    "train": StepSpec("steps.train", ("tokenized",), ("task", "data", "model", "train"), ("model", "train")),
+    # a distilled run also reads its teacher (an alias may move to another teacher under the same config)
+    "train": StepSpec("steps.train", ("tokenized", "teacher"), ("task", "data", "model", "train"), ("model", "train")),
     "evaluate": StepSpec("steps.evaluate", ("model", "splits"), ("task", "data", "model", "train"), ("eval",)),
     "export": StepSpec(
         "steps.export", ("model", "splits"), ("task", "data", "model", "export", "gates"), ("onnx", "export")
@@ -98,7 +99,14 @@ INPUTS: dict[str, Callable[[PipelineConfig, RunDir], str]] = {
     "tokenized": lambda cfg, run: read_json(_existing(run.tokenized / "meta.json"))["cache_key"],
     "model": lambda cfg, run: dir_md5(_existing(run.model_dir)),
     "champion": lambda cfg, run: _champion(cfg),
+    "teacher": lambda cfg, run: _teacher(cfg),
 }
+
+
+def _teacher(cfg: PipelineConfig) -> str:
+    from pipeline_lib.steps.teacher import teacher_fingerprint
+
+    return teacher_fingerprint(cfg)
 
 
 def _champion(cfg: PipelineConfig) -> str:

@@ -11,13 +11,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import pandas as pd
+
 from pipeline_lib import hardware
 from pipeline_lib.config import PipelineConfig, load_config
 from pipeline_lib.environment import apply_quiet_env
 from pipeline_lib.layout import RunDir, read_json, write_json
+from pipeline_lib.steps.teacher import with_teacher
 from pipeline_lib.steps.tokenize import load_tokenized
 from pipeline_lib.task_types import task_for
-from pipeline_lib.training import adaptation, distributed
+from pipeline_lib.training import adaptation, distill, distributed
 from pipeline_lib.training import trainer as trainer_setup
 from pipeline_lib.training.modeling import load_classifier, load_tokenizer, resolve_model_source
 
@@ -66,6 +69,10 @@ def train(cfg: PipelineConfig, run: RunDir, extra_callbacks: Sequence[Any] = ())
     model, trainable = adaptation.prepare(load_classifier(source, cfg.data.label_names, cfg.task), cfg.train, cfg.task)
     log.info("trainable parameters (%s): %d of %d", trainable.strategy, trainable.trainable, trainable.total)
     data = load_tokenized(run)
+    distilled = None
+    if cfg.train.distill.teacher:
+        texts = pd.read_parquet(run.split_file("train"), columns=["text"])["text"].astype(str).tolist()
+        data["train"], distilled = with_teacher(cfg, data["train"], texts)
     task = task_for(cfg.task)
     timer = trainer_setup.step_timer()
     callbacks = [trainer_setup.epoch_logger(), trainer_setup.progress(cfg), timer, *extra_callbacks]
@@ -83,7 +90,10 @@ def train(cfg: PipelineConfig, run: RunDir, extra_callbacks: Sequence[Any] = ())
         data_collator=task.collator(tokenizer),
         compute_metrics=task.compute_metrics(cfg, data["validation"]),
         callbacks=callbacks,
+        compute_loss_func=distill.distillation_loss(cfg.train.distill) if distilled else None,
     )
+    if distilled:
+        trainer.loss_is_scaled_for_ga = False  # a per-batch mean, like the model's own loss
     trainer.remove_callback(PrinterCallback)
     if task.eval_in_order:
         trainer_setup.evaluate_in_order(trainer)
@@ -111,6 +121,7 @@ def train(cfg: PipelineConfig, run: RunDir, extra_callbacks: Sequence[Any] = ())
             "train_loop_seconds": round(float(output.metrics.get("train_runtime", 0.0)), 3),  # Trainer.train() only
             "step_seconds": round(timer.seconds, 3),  # optimizer steps only: no evaluation, checkpoints or set-up
             "step_samples_per_second": round(timer.samples_per_second(cfg.train, world), 3),
+            **({"distill": distilled} if distilled else {}),
         },
     )
     shutil.rmtree(run.checkpoints, ignore_errors=True)

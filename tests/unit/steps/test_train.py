@@ -9,22 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 from transformers import TrainerCallback
 
-from pipeline_lib.config import load_config
-from pipeline_lib.layout import SPLITS, RunDir
-from pipeline_lib.steps.tokenize import tokenize
+from pipeline_lib.layout import RunDir
 from pipeline_lib.steps.train import train
 from pipeline_lib.training.trainer import evaluation_schedule
+from tests.unit.tiny import tiny_config, tokenized_run
 
-TEXTS = {
-    "positive": ["Profit rose sharply", "Sales grew 5 %", "Orders doubled", "The margin improved"],
-    "negative": ["Sales fell", "The loss widened", "Orders dropped", "The outlook was cut"],
-    "neutral": ["The board met", "The report is out", "It has 120 staff", "Results come in May"],
-}
 STEPS_PER_EPOCH = 3  # 12 training rows, batch 4
 
 
@@ -45,29 +38,12 @@ def fingerprint(model: torch.nn.Module) -> float:
 
 @pytest.fixture
 def tokenized(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunDir:
-    monkeypatch.chdir(tmp_path)
-    run = RunDir(tmp_path / "run")
-    rows = [(text, label) for label, texts in TEXTS.items() for text in texts]
-    for split in SPLITS:
-        run.split_file(split).parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows, columns=["text", "label"]).to_parquet(run.split_file(split), index=False)
-    tokenize(config(), run)
-    return run
+    monkeypatch.chdir(tmp_path)  # the config's store is ./store
+    return tokenized_run(tmp_path / "run", config())
 
 
 def config(*extra: str):
-    return load_config(
-        None,
-        [
-            "paths.store=store",
-            "data.labels=[negative, neutral, positive]",
-            "train.batch_size=4",
-            "train.learning_rate=1e-3",
-            "train.epochs=2",
-            "train.eval_every=1",
-            *extra,
-        ],
-    )
+    return tiny_config("train.epochs=2", "train.eval_every=1", *extra)
 
 
 def test_a_run_stops_when_validation_stalls_and_keeps_the_best_model(tokenized: RunDir):
