@@ -307,7 +307,7 @@ class PipelineRun:
             rows[name] = self.steps[name]
             if name == "validate" and self.label_check:
                 rows[name] -= self.label_check
-                rows["validate: the label check (issue 28; nothing in the embedding bank yet)"] = self.label_check
+                rows["validate: the label check (issue 28; cold embedding bank, its default budget)"] = self.label_check
             previous = self.ends[name]
         rows["between steps (fingerprints, cache look-ups, task runs)"] = gaps
         finished = self.flow_finished if self.flow_finished is not None else previous

@@ -44,6 +44,11 @@ class LabelCheckConfig(_Section):
     max_drop_fraction: float = Field(0.05, gt=0, le=0.5)  # `drop` removes at most this share of train + validation
     min_rows: int = Field(200, ge=20)  # fewer labelled rows: not checked (a linear probe on so few says little)
     max_length: int = Field(128, ge=8, le=512)  # tokens embedded per text
+    # `warn` embeds at most this share of the training step's work per run: budget x FORWARDS_PER_SAMPLE x train
+    # rows x train.epochs rows its bank does not hold yet, in the order of their texts' digests (a fixed sample;
+    # later runs find those in the bank and embed the next ones, so coverage grows run by run); rows not embedded
+    # yet are not checked this run. None: every row now. `drop` and `tunepipe data add` always check every row.
+    budget: float | None = Field(0.02, gt=0)
 
 
 class SplitConfig(_Section):

@@ -240,7 +240,8 @@ def _validate(cfg: PipelineConfig, combined: Path, places: _Places) -> RunDir:
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     run = RunDir(Path(cfg.paths.store) / "data-add" / stamp)
-    data = cfg.data.model_copy(update={"path": str(combined), "files": {}})
+    every_row = cfg.data.label_check.model_copy(update={"budget": None})  # the added rows are checked now, all
+    data = cfg.data.model_copy(update={"path": str(combined), "files": {}, "label_check": every_row})
     try:
         validate(cfg.model_copy(update={"data": data}), run)
     except DataValidationError as exc:

@@ -1,8 +1,9 @@
 """Labels worth trusting: likely mislabelled rows found by confident learning (cleanlab) on out-of-sample
 probabilities from a linear model over sentence embeddings of the run's own encoder.
 
-Every text is embedded once per encoder (mean pooling over the encoder's last layer, length-sorted batches, kept in
-a bank under the store's cache, so a grown dataset embeds only its new rows), a logistic regression is fitted in K
+Every text is embedded once per encoder (mean pooling over the encoder's middle and last layers, length-sorted
+batches, kept in a bank under the store's cache, so a grown dataset embeds only its new rows; `max_new` bounds what
+one check embeds, the rest waiting for later checks), a logistic regression is fitted in K
 seeded stratified folds so that every row gets probabilities from a model that never saw it, and
 `cleanlab.filter.find_label_issues` flags the rows whose given label the others contradict, ranked by
 self-confidence (the probability of the given label: low is suspect).
@@ -42,6 +43,7 @@ class LabelCheck:
     embed_seconds: float
     fit_seconds: float
     embeddings_cached: int  # texts whose embedding the bank already held
+    unchecked: int = 0  # rows left out: not embedded yet (over `max_new`), for a later check
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -97,12 +99,13 @@ def embed(texts: list[str], model_source: str, max_length: int = 128, threads: i
 
 
 def cached_embeddings(
-    texts: list[str], model_source: str, cache_dir: Path, max_length: int = 128
-) -> tuple[np.ndarray, int]:
+    texts: list[str], model_source: str, cache_dir: Path, max_length: int = 128, max_new: int | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
     """`embed(texts)`, each text embedded once per encoder: a bank per encoder (`cache_dir/embeddings/KEY.npz`, text
     digests and vectors) serves the texts it holds, only the others are embedded and then added to it (written
-    atomically). New rows of a growing dataset cost their own embedding only. Returns the vectors and how many came
-    from the bank."""
+    atomically). New rows of a growing dataset cost their own embedding only; with `max_new`, at most that many
+    texts are embedded (the first by digest: a fixed sample that later calls extend). Returns the vectors (zeros
+    where not embedded), which rows have one, and how many came from the bank."""
     bank_path = cache_dir / "embeddings" / f"{encoder_key(model_source, max_length)}.npz"
     digests = [text_digest(text) for text in texts]
     known: dict[str, int] = {}
@@ -111,13 +114,19 @@ def cached_embeddings(
         with np.load(bank_path) as bank:
             stored_keys, stored = bank["keys"], bank["vectors"]
         known = {key: i for i, key in enumerate(stored_keys.tolist())}
-    missing = sorted({d: i for i, d in enumerate(digests) if d not in known}.values())
+    first_row = {d: i for i, d in enumerate(digests) if d not in known}
+    chosen = sorted(first_row)[:max_new] if max_new is not None else list(first_row)
+    missing = sorted(first_row[d] for d in chosen)
     fresh = embed([texts[i] for i in missing], model_source, max_length) if missing else None
-    width = stored.shape[1] if stored is not None else fresh.shape[1]  # type: ignore[union-attr]
+    width = stored.shape[1] if stored is not None else fresh.shape[1] if fresh is not None else 0
     out = np.zeros((len(texts), width), dtype=np.float32)
+    has = np.zeros(len(texts), dtype=bool)
     new_rows = {digests[i]: j for j, i in enumerate(missing)}
     for row, digest in enumerate(digests):
-        out[row] = stored[known[digest]] if digest in known else fresh[new_rows[digest]]  # type: ignore[index]
+        if digest in known:
+            out[row], has[row] = stored[known[digest]], True  # type: ignore[index]
+        elif digest in new_rows:
+            out[row], has[row] = fresh[new_rows[digest]], True  # type: ignore[index]
     if fresh is not None:
         keys = np.concatenate([stored_keys, np.array([digests[i] for i in missing])])
         vectors = fresh if stored is None else np.concatenate([stored, fresh])
@@ -125,7 +134,7 @@ def cached_embeddings(
         tmp = bank_path.with_name(f".{bank_path.stem}.{os.getpid()}.tmp.npz")
         np.savez(tmp, keys=keys, vectors=vectors)
         tmp.replace(bank_path)
-    return out, sum(1 for digest in digests if digest in known)
+    return out, has, sum(1 for digest in digests if digest in known)
 
 
 def out_of_sample_probabilities(
@@ -166,17 +175,28 @@ def find_label_issues(
     folds: int = 5,
     seed: int = 42,
     max_length: int = 128,
+    max_new: int | None = None,
+    min_rows: int = 20,
 ) -> LabelCheck:
     """Flag the rows of `frame` (columns split, row, text, label; source kept when given) whose label the other rows
-    contradict."""
+    contradict. With `max_new`, only rows whose embedding the bank holds or that are among the `max_new` embedded now
+    are checked (`LabelCheck.unchecked` counts the others)."""
     start = time.perf_counter()
     texts = frame["text"].astype(str).tolist()
+    vectors, has, cached = cached_embeddings(texts, model_source, cache_dir, max_length, max_new)
+    embedded = time.perf_counter()
+    unchecked = int((~has).sum())
+    frame, vectors = frame[has], vectors[has]
     index = {label: i for i, label in enumerate(labels)}
     y = frame["label"].astype(str).map(index).to_numpy()
-    vectors, cached = cached_embeddings(texts, model_source, cache_dir, max_length)
-    embedded = time.perf_counter()
-    probs = out_of_sample_probabilities(vectors, y.astype(int), len(labels), folds, seed)
-    flagged, scores = rank_issues(y.astype(int), probs, seed)
+    notes = []
+    if len(frame) >= min_rows and (np.bincount(y.astype(int)) >= 2).sum() >= 2:
+        probs = out_of_sample_probabilities(vectors, y.astype(int), len(labels), folds, seed)
+        flagged, scores = rank_issues(y.astype(int), probs, seed)
+    else:  # a first bounded check of a large dataset may embed too few rows for a probe
+        probs, flagged, scores = np.zeros((len(frame), len(labels))), np.array([], dtype=int), np.zeros(len(frame))
+        notes.append(f"{len(frame)} rows embedded so far: fewer than {min_rows} or one label, none checked yet")
+        unchecked, frame = unchecked + len(frame), frame.iloc[:0]
     suggested = probs.argmax(1)
     issues = frame.iloc[flagged][[c for c in ("split", "source", "row", "text", "label") if c in frame]].copy()
     issues["suggested"] = [labels[i] for i in suggested[flagged]]
@@ -188,6 +208,8 @@ def find_label_issues(
         embed_seconds=round(embedded - start, 3),
         fit_seconds=round(time.perf_counter() - embedded, 3),
         embeddings_cached=cached,
+        unchecked=unchecked,
+        notes=notes,
     )
 
 
@@ -205,10 +227,12 @@ def pair_counts(issues: pd.DataFrame) -> dict[str, int]:
 def describe(check: LabelCheck) -> dict[str, Any]:
     return {
         "checked": check.checked,
+        "unchecked": check.unchecked,
         "flagged": len(check.issues),
         "by_split": {str(k): int(v) for k, v in check.issues["split"].value_counts().items()},
         "pairs": pair_counts(check.issues),
         "embed_seconds": check.embed_seconds,
         "fit_seconds": check.fit_seconds,
         "embeddings_cached": check.embeddings_cached,
+        "notes": check.notes,
     }

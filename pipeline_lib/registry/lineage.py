@@ -38,6 +38,9 @@ def lineage_tags(cfg: PipelineConfig, run: RunDir, gates: dict[str, Any]) -> dic
     if checked.get("status") == "checked":  # the label check: what it flagged and what `drop` removed before training
         tags["data.label_issues.flagged"] = str(checked.get("flagged", 0))
         tags["data.label_issues.dropped"] = str(checked.get("dropped", 0))
+        tags["data.label_issues.checked"] = (
+            f"{checked.get('checked', 0)} of {checked.get('checked', 0) + checked.get('unchecked', 0)}"
+        )
         if checked.get("dropped_keys_digest"):
             tags["data.label_issues.dropped_keys"] = str(checked["dropped_keys_digest"])
     tags["data.key"] = KEY_VERSION

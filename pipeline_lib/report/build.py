@@ -131,6 +131,11 @@ def label_issues_section(run: RunDir, checked: dict[str, Any], examples: int = 2
         f"{checked['flagged']} of {checked['checked']} rows flagged ({checked['setting']}); "
         f"{checked['dropped']} dropped from train and validation before training"
         + (f"; champion v{checked['champion']} scored the rows it never saw" if checked.get("champion") else "")
+        + (
+            f"; {checked['unchecked']} rows not embedded yet (data.label_check.budget): checked in later runs"
+            if checked.get("unchecked")
+            else ""
+        )
     )
     rows = pd.read_parquet(run.label_issues).head(examples) if run.label_issues.is_file() else pd.DataFrame()
     records = [{**r, "champion_label": r.get("champion_label") or None} for r in rows.to_dict("records")]

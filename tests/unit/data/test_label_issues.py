@@ -92,7 +92,8 @@ def test_drop_never_touches_the_test_split(shared_data: Path, tmp_path: Path) ->
     columns = {"text_column": "headline", "label_column": "sentiment"}
 
     warned_run, dropped_run = RunDir(tmp_path / "warn"), RunDir(tmp_path / "drop")
-    warned = validate(cfg_for(path, tmp_path, label_issues="warn", **columns), warned_run)
+    every_row = {"label_check": {"budget": None}}  # warn checks what its budget embeds; here: every row, as drop
+    warned = validate(cfg_for(path, tmp_path, label_issues="warn", **columns, **every_row), warned_run)
     dropped = validate(cfg_for(path, tmp_path, label_issues="drop", **columns), dropped_run)
 
     issues = pd.read_parquet(dropped_run.label_issues)
@@ -118,6 +119,48 @@ def test_drop_never_touches_the_test_split(shared_data: Path, tmp_path: Path) ->
     assert len(warnings) == len(issues) and all(w["file"] == str(path) for w in warnings)
     assert not causes  # warnings, not failures
     assert any("→" in w["value"] for w in warnings) and any("dropped" in w["message"] for w in warnings)
+
+
+@pytest.mark.integration
+def test_the_budget_bounds_one_run_and_later_runs_cover_the_rest(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = with_splits(phrasebank(shared_data, 90))
+    train_rows = np.flatnonzero(frame["split"] == "train")
+    flipped = plant_flips(frame, train_rows[:10])
+    path = tmp_path / "news.csv"
+    flipped.to_csv(path, index=False)
+    embedded: list[int] = []
+    real_embed = label_issues.embed
+    monkeypatch.setattr(
+        label_issues, "embed", lambda texts, *a, **k: embedded.append(len(texts)) or real_embed(texts, *a, **k)
+    )
+
+    allowance = 100  # rows one run may embed: budget x 3 forward passes x train rows x 1 epoch
+    check = {"budget": (allowance + 0.5) / (3 * len(train_rows)), "min_rows": 50}
+    cfg = cfg_for(path, tmp_path, label_check=check).model_copy(deep=True)
+    cfg.train.epochs = 1
+    runs = [validate(cfg, RunDir(tmp_path / f"warn{i}")).label_issues for i in range(3)]
+
+    assert embedded == [allowance, allowance, len(frame) - 2 * allowance]
+    assert [r["checked"] for r in runs] == [allowance, 2 * allowance, len(frame)]
+    assert [r["unchecked"] for r in runs] == [len(frame) - allowance, len(frame) - 2 * allowance, 0]
+    assert [r["embeddings_cached"] for r in runs] == [0, allowance, 2 * allowance]
+    # the first run's rows are those whose texts' digests come first: a fixed sample, whatever the file's order
+    first = sorted(flipped["text"], key=label_issues.text_digest)[:allowance]
+    flagged_first = pd.read_parquet(RunDir(tmp_path / "warn0").label_issues)
+    assert set(flagged_first["text"]) <= set(first)
+
+    # once every row is in the bank, the flags are a full check's; drop checks every row in one run
+    dropped = validate(cfg_for(path, tmp_path, label_issues="drop"), RunDir(tmp_path / "drop"))
+    assert dropped.label_issues["checked"] == len(frame) and dropped.label_issues["embeddings_cached"] == len(frame)
+    full = pd.read_parquet(RunDir(tmp_path / "drop").label_issues)
+    last = pd.read_parquet(RunDir(tmp_path / "warn2").label_issues)
+    assert list(last["text"]) == list(full["text"]) and len(last) > 0
+    fresh = cfg_for(path, tmp_path, label_issues="drop").model_copy(deep=True)
+    fresh.paths.store = str(tmp_path / "another-store")
+    assert validate(fresh, RunDir(tmp_path / "drop2")).label_issues["checked"] == len(frame)
+    assert embedded[-1] == len(frame)  # a store with an empty bank: drop embeds every row now
 
 
 @pytest.mark.integration
