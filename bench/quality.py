@@ -5,6 +5,8 @@ recipe trained with several seeds and scored once on the test split; figures, co
     python bench/quality.py fpb-all [--trials 20] [--seeds 42 43 44]   # FPB AllAgree, same split
     python bench/quality.py conll   [--trials 8] [--search-rows 4000] [--seeds 42]   # eng.train / testa / testb
     python bench/quality.py mpnet   [--recipe configs/tuned/quality-fpb50.yaml] [--trials 0] [--seeds 42]
+    python bench/quality.py distill [--seeds 42 43 44] [--teacher-seeds 42]   # issue 31: bench/distill.py
+    python bench/quality.py distill-all [--seeds 42 43 44]                    # the same on AllAgree
 
 Each kind runs the library (no Prefect, no registry): `commands.tune` (study `quality-<kind>` in
 `.tunepipe/bench-quality/`: rerunning the same command continues a killed search) writes the overlay
@@ -88,6 +90,17 @@ KINDS = {
             "Financial PhraseBank 50Agree, mpnet-base", FPB_50AGREE, ("model.name=mpnet-base",), FPB_TARGETS, 0, 1
         ),
         detail="all-mpnet-base-v2, 110M",
+    ),
+}
+
+
+DISTILL = {  # bench/distill.py: the mpnet-base teacher, the default model plain and distilled
+    "distill": ("Financial PhraseBank 50Agree, distillation", FPB_50AGREE, list(FPB_SETS), FPB_TARGETS),
+    "distill-all": (
+        "Financial PhraseBank AllAgree, distillation",
+        FPB_ALLAGREE,
+        [*FPB_SETS, "data.name=financial_phrasebank_allagree"],
+        {"accuracy": 0.97, "macro_f1": 0.955},
     ),
 }
 
@@ -256,7 +269,7 @@ def _space(found: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=sorted(KINDS))
+    parser.add_argument("kind", choices=sorted([*KINDS, *DISTILL]))
     parser.add_argument("--trials", type=int, default=None, help="finished trials (0: no search)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--data", default=None, help="the data file or folder (default: ../shared/data/...)")
@@ -267,7 +280,18 @@ def main() -> None:
     parser.add_argument("--recipe", default=None, help="with --trials 0: the overlay to train (default: the kind's)")
     parser.add_argument("--search-only", action="store_true", help="search, write the overlay, train no final runs")
     parser.add_argument("--section", default=None, help="RESULTS.md section (default: quality_<kind>)")
+    parser.add_argument("--teacher-seeds", type=int, nargs="+", default=None, help="distill: teacher seeds")
+    parser.add_argument("--alpha", type=float, default=0.5, help="distill: train.distill.alpha")
+    parser.add_argument("--temperature", type=float, default=2.0, help="distill: train.distill.temperature")
     args = parser.parse_args()
+    if args.kind in DISTILL:
+        import distill
+
+        title, default_data, sets, targets = DISTILL[args.kind]
+        args.section = args.section or args.kind.replace("-", "_")
+        os.chdir(REPO)
+        distill.run(args, title, Path(args.data) if args.data else default_data, sets, targets)
+        return
     spec = KINDS[args.kind]
     args.trials = spec.trials if args.trials is None else args.trials
     args.search_rows = spec.search_rows if args.search_rows is None else (args.search_rows or None)

@@ -176,6 +176,10 @@ class DistillSettings(_Section):
     teacher: str | None = None
     alpha: float = Field(0.5, ge=0, le=1)  # weight of the gold labels' cross-entropy (1: plain training)
     temperature: float = Field(2.0, gt=0)  # softens both distributions in the KL term
+    # extra in-domain texts without labels (.txt one per line; .csv/.tsv/.jsonl/.parquet: `data.text_column`): the
+    # teacher labels them and the student learns from them with the soft loss only; texts of the run's splits are
+    # left out (a test or validation text would leak into training)
+    unlabeled: str | None = None
 
 
 class TrainConfig(_Section):

@@ -126,6 +126,8 @@ def config_paths(cfg: PipelineConfig, base: Path | None = None) -> list[PathUse]
     ]
     if cfg.paths.cache:
         uses.append(PathUse("paths.cache", resolve(cfg.paths.cache, base), "write"))
+    if cfg.train.distill.unlabeled:
+        uses.append(PathUse("train.distill.unlabeled", resolve(cfg.train.distill.unlabeled, base), "read"))
     store = local_store(cfg.registry.tracking_uri) if cfg.registry.tracking_uri else None
     if store is not None:
         uses.append(PathUse("registry.tracking_uri", resolve(store, base), "write"))

@@ -48,19 +48,22 @@ def lineage_tags(cfg: PipelineConfig, run: RunDir, gates: dict[str, Any]) -> dic
 
 
 def distill_tags(run: RunDir) -> dict[str, str]:
-    """`distill.*` tags of a distilled run: the teacher (reference, registered name and version, graph digest) and the
-    loss's alpha and temperature."""
+    """`distill.*` tags of a distilled run: the teacher (reference, registered name and version, graph digest), the
+    loss's alpha and temperature, and how many unlabeled texts the teacher labelled."""
     summary = read_json(run.train_summary) if run.train_summary.is_file() else {}
     teacher = summary.get("distill")
     if not teacher:
         return {}
     named = f"{teacher['name']}/{teacher['version']}" if teacher.get("name") else teacher["reference"]
-    return {
+    tags = {
         "distill.teacher": named,
         "distill.teacher_digest": str(teacher["digest"]),
         "distill.alpha": str(teacher["alpha"]),
         "distill.temperature": str(teacher["temperature"]),
     }
+    if teacher.get("unlabeled"):  # extra texts the teacher alone labelled
+        tags["distill.unlabeled_texts"] = str(teacher["unlabeled"]["used"])
+    return tags
 
 
 def tuning_tags(cfg: PipelineConfig) -> dict[str, str]:

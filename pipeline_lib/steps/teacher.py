@@ -19,7 +19,7 @@ from pipeline_lib.config import PipelineConfig
 from pipeline_lib.data.versions import file_md5
 from pipeline_lib.layout import read_json
 from pipeline_lib.runtime.predictor import META_FILE
-from pipeline_lib.training.distill import DistillError, packed_labels
+from pipeline_lib.training.distill import UNLABELED, DistillError, packed_labels
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +90,67 @@ def _teacher_folder(cfg: PipelineConfig, reference: str) -> tuple[Path, str | No
 
 
 def teacher_fingerprint(cfg: PipelineConfig) -> str:
-    """What the train step's cache key takes from the teacher: `none`, or its graph's digest and labels."""
+    """What the train step's cache key takes from the teacher: `none`, or its graph's digest and labels (and the
+    unlabeled file's bytes and text column, when given)."""
     if not cfg.train.distill.teacher:
         return "none"
     teacher = resolve_teacher(cfg)
-    return hashlib.sha256(f"{teacher.digest}|{teacher.labels}".encode()).hexdigest()[:16]
+    extra = cfg.train.distill.unlabeled
+    unlabeled = f"{file_md5(Path(extra))}|{cfg.data.text_column}" if extra and Path(extra).is_file() else str(extra)
+    return hashlib.sha256(f"{teacher.digest}|{teacher.labels}|{unlabeled}".encode()).hexdigest()[:16]
+
+
+def read_unlabeled(path: Path, text_column: str) -> list[str]:
+    """The texts of `train.distill.unlabeled`: a .txt file's lines, or the `text_column` of a table."""
+    import pandas as pd
+
+    readers = {
+        ".csv": pd.read_csv,
+        ".tsv": lambda p: pd.read_csv(p, sep="\t"),
+        ".jsonl": lambda p: pd.read_json(p, lines=True),
+        ".parquet": pd.read_parquet,
+    }
+    where = f"train.distill.unlabeled {path}"
+    if not path.is_file():
+        raise DistillError(f"{where}: no such file; give a .txt (one text per line), .csv, .tsv, .jsonl or .parquet")
+    if path.suffix.lower() == ".txt":
+        try:
+            return path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise DistillError(f"{where}: byte {exc.start} is not UTF-8; save the file as UTF-8") from exc
+    if path.suffix.lower() not in readers:
+        raise DistillError(f"{where}: unknown format {path.suffix!r}; give a .txt, .csv, .tsv, .jsonl or .parquet")
+    try:
+        frame = readers[path.suffix.lower()](path)
+    except Exception as exc:  # the reader's own message names the line
+        raise DistillError(f"{where}: unreadable as {path.suffix}: {exc}") from exc
+    if text_column not in frame.columns:
+        raise DistillError(
+            f"{where}: no column {text_column!r} (columns: {', '.join(map(str, frame.columns))}); set "
+            "data.text_column to the column that holds the texts"
+        )
+    return frame[text_column].fillna("").astype(str).tolist()  # a missing text counts as an empty one
+
+
+def unlabeled_texts(cfg: PipelineConfig, split_texts: list[str]) -> tuple[list[str], dict[str, int]]:
+    """`train.distill.unlabeled`'s texts the student may learn from: stripped, each once, none empty and none whose
+    key (`data.keys.text_key`) is a text of the run's splits (a test or validation text would leak; a training one
+    is taught already). Returns them and how many rows each rule left out."""
+    from pipeline_lib.data.keys import text_key
+
+    raw = read_unlabeled(Path(cfg.train.distill.unlabeled or ""), cfg.data.text_column)
+    in_splits, seen = {text_key(text) for text in split_texts}, set()
+    kept: list[str] = []
+    left_out = {"empty": 0, "in_the_splits": 0, "repeated": 0}
+    for text in (t.strip() for t in raw):
+        key = text_key(text) if text else ""
+        rule = "empty" if not text else "in_the_splits" if key in in_splits else "repeated" if key in seen else None
+        if rule:
+            left_out[rule] += 1
+            continue
+        seen.add(key)
+        kept.append(text)
+    return kept, {"rows": len(raw), "used": len(kept), **left_out}
 
 
 def teacher_logits(cfg: PipelineConfig, teacher: Teacher, texts: list[str]) -> tuple[np.ndarray, bool]:
@@ -117,8 +173,16 @@ def teacher_logits(cfg: PipelineConfig, teacher: Teacher, texts: list[str]) -> t
     return logits[:, order], cached
 
 
-def with_teacher(cfg: PipelineConfig, train_split: Any, texts: list[str]) -> tuple[Any, dict[str, Any]]:
-    """The tokenized training split with `labels` packed as `[gold, teacher logits...]`, and what to record."""
+def with_teacher(
+    cfg: PipelineConfig,
+    train_split: Any,
+    texts: list[str],
+    tokenizer: Any = None,
+    split_texts: list[str] | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """The tokenized training split with `labels` packed as `[gold, teacher logits...]`, and what to record. With
+    `train.distill.unlabeled`, its texts (not in `split_texts`: every split's) are tokenized with `tokenizer` and
+    appended with gold `UNLABELED` and the teacher's logits."""
     teacher = resolve_teacher(cfg)
     logits, cached = teacher_logits(cfg, teacher, texts)
     gold = list(train_split["labels"])
@@ -141,7 +205,44 @@ def with_teacher(cfg: PipelineConfig, train_split: Any, texts: list[str]) -> tup
         "logits_cached": cached,
         "teacher_train_agreement": round(agreement, 6),
     }
+    if settings.unlabeled:
+        split, record["unlabeled"] = with_unlabeled(cfg, teacher, split, tokenizer, split_texts or texts)
     return split, record
+
+
+def with_unlabeled(
+    cfg: PipelineConfig, teacher: Teacher, split: Any, tokenizer: Any, split_texts: list[str]
+) -> tuple[Any, dict[str, Any]]:
+    """`split` with the rows of `train.distill.unlabeled` appended: tokenized as the training split was, gold
+    `UNLABELED`, the teacher's logits (cached like the training texts')."""
+    from datasets import Dataset, concatenate_datasets
+
+    extra, counts = unlabeled_texts(cfg, split_texts)
+    log.info(
+        "distilling on %d unlabeled texts of %s (%d rows: %d empty, %d also in the run's splits, %d repeated)",
+        counts["used"],
+        cfg.train.distill.unlabeled,
+        counts["rows"],
+        counts["empty"],
+        counts["in_the_splits"],
+        counts["repeated"],
+    )
+    if not extra:
+        return split, {**counts, "logits_cached": False}
+    logits, cached = teacher_logits(cfg, teacher, extra)
+    encoded = tokenizer(extra, truncation=True, max_length=cfg.model.max_length)
+    columns: dict[str, Any] = {}
+    for name in split.column_names:
+        if name == "labels":
+            columns[name] = packed_labels([UNLABELED] * len(extra), logits)
+        elif name == "length":
+            columns[name] = [len(ids) for ids in encoded["input_ids"]]
+        elif name in encoded:
+            columns[name] = encoded[name]
+        else:
+            raise DistillError(f"train.distill.unlabeled: the training split's column {name!r} has no counterpart")
+    added = Dataset.from_dict(columns).cast(split.features)
+    return concatenate_datasets([split, added]), {**counts, "logits_cached": cached}
 
 
 def teacher_figures(cfg: PipelineConfig, texts: list[str], y_true: np.ndarray, student_pred: np.ndarray) -> dict:

@@ -72,7 +72,8 @@ def train(cfg: PipelineConfig, run: RunDir, extra_callbacks: Sequence[Any] = ())
     distilled = None
     if cfg.train.distill.teacher:
         texts = pd.read_parquet(run.split_file("train"), columns=["text"])["text"].astype(str).tolist()
-        data["train"], distilled = with_teacher(cfg, data["train"], texts)
+        every = texts + [t for s in ("validation", "test") for t in pd.read_parquet(run.split_file(s))["text"]]
+        data["train"], distilled = with_teacher(cfg, data["train"], texts, tokenizer, [str(t) for t in every])
     task = task_for(cfg.task)
     timer = trainer_setup.step_timer()
     callbacks = [trainer_setup.epoch_logger(), trainer_setup.progress(cfg), timer, *extra_callbacks]

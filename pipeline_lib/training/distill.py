@@ -5,7 +5,8 @@ soft labels as well as from the gold ones. The teacher's logits travel in the tr
 
     alpha · CE(gold) + (1 − alpha) · T² · KL(softmax(teacher / T) ‖ softmax(student / T))
 
-per batch (validation batches, with plain labels, get CE alone). `alpha: 1` is the plain loss, to the last bit.
+per batch (validation batches, with plain labels, get CE alone; rows of `train.distill.unlabeled`, gold
+`UNLABELED`, only the KL term). `alpha: 1` is the plain loss, to the last bit.
 Where the teacher and its logits come from: `steps.teacher`.
 """
 
@@ -17,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from pipeline_lib.config import DistillSettings
+
+UNLABELED = -100  # the gold label id of a row the teacher alone labels (`train.distill.unlabeled`)
 
 
 class DistillError(ValueError):
@@ -43,7 +46,11 @@ def distillation_loss(settings: DistillSettings) -> Callable[..., Any]:
         if labels.dim() == 1:
             return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1))
         gold = labels[:, 0].long()
-        hard = F.cross_entropy(logits.view(-1, logits.shape[-1]), gold.view(-1))
+        known = gold != UNLABELED  # rows of `train.distill.unlabeled` carry the teacher's logits only
+        if bool(known.all()):
+            hard = F.cross_entropy(logits.view(-1, logits.shape[-1]), gold.view(-1))
+        else:
+            hard = F.cross_entropy(logits[known], gold[known]) if bool(known.any()) else logits.sum() * 0.0
         if alpha >= 1.0:
             return hard
         teacher = labels[:, 1:].to(logits.dtype)

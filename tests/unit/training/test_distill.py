@@ -196,3 +196,73 @@ def test_run_refuses_a_wrong_teacher_before_anything_starts(teacher: Path, tmp_p
     assert result.exit_code == 1
     assert "train.distill.teacher" in result.output and "['bad', 'good']" in result.output
     assert not (tmp_path / "artifacts").exists() and not (tmp_path / ".tunepipe").exists()  # nothing started
+
+
+def test_unlabeled_rows_get_the_soft_loss_only():
+    torch.manual_seed(1)
+    student, teacher_logits_ = torch.randn(4, 3), torch.randn(4, 3)
+    gold = torch.tensor([2, -100, 0, -100])  # rows 1 and 3: from train.distill.unlabeled
+    packed = torch.column_stack([gold.float(), teacher_logits_])
+    settings = DistillSettings(teacher="t", alpha=0.4, temperature=2.0)
+    p_teacher = F.softmax(teacher_logits_ / 2.0, -1)
+    kl = (p_teacher * (p_teacher.log() - F.log_softmax(student / 2.0, -1))).sum(-1).mean() * 4.0
+    ce_known = F.cross_entropy(student[[0, 2]], gold[[0, 2]])
+    got = distillation_loss(settings)({"logits": student}, packed)
+    assert got.item() == pytest.approx((0.4 * ce_known + 0.6 * kl).item(), rel=1e-5)
+    only_unlabeled = torch.column_stack([torch.full((4,), -100.0), teacher_logits_])
+    got = distillation_loss(settings)({"logits": student}, only_unlabeled)
+    assert torch.isfinite(got) and got.item() == pytest.approx((0.6 * kl).item(), rel=1e-5)
+
+
+def test_unlabeled_texts_are_read_from_another_teams_file_without_the_runs_texts(tmp_path: Path):
+    from pipeline_lib.steps.teacher import unlabeled_texts
+
+    in_test = ROWS[0][0]
+    frame = pd.DataFrame(
+        {
+            "headline": [
+                "Nokia shares slide after the profit warning.",
+                f"  {in_test.upper()}  ",  # a run's text, other case and spacing: would leak
+                "",
+                "Quarterly sales rose\nacross every region.",  # a multi-line field
+                "Nokia shares slide after the profit warning.",  # repeated
+            ],
+            "id": range(5),
+        }
+    )
+    path = tmp_path / "news.csv"
+    frame.to_csv(path, index=False)
+    cfg = config(f"train.distill.unlabeled={path}", "data.text_column=headline")
+    kept, counts = unlabeled_texts(cfg, [text for text, _ in ROWS])
+    assert kept == ["Nokia shares slide after the profit warning.", "Quarterly sales rose\nacross every region."]
+    assert counts == {"rows": 5, "used": 2, "empty": 1, "in_the_splits": 1, "repeated": 1}
+    with pytest.raises(DistillError, match=r"no column 'text'.*data.text_column"):
+        unlabeled_texts(config(f"train.distill.unlabeled={path}"), [])
+    with pytest.raises(DistillError, match="no such file"):
+        unlabeled_texts(config(f"train.distill.unlabeled={tmp_path / 'missing.txt'}"), [])
+
+
+def test_the_student_learns_the_teacher_on_unlabeled_texts(teacher: Path, tokenized: RunDir, tmp_path: Path):
+    extra = [
+        "The board cut the dividend after a weak year.",
+        "Orders for the new vessels doubled.",
+        "The company kept its outlook unchanged.",
+        "Losses widened in the third quarter.",
+        "Net sales grew by a fifth.",
+        "The annual meeting is held in Espoo.",
+    ] * 2  # each twice: used once
+    path = tmp_path / "extra.txt"
+    path.write_text("\n".join(extra) + "\n", encoding="utf-8")
+    base = (f"train.distill.teacher={teacher}", "train.distill.alpha=0", "train.distill.temperature=1")
+    with_extra = config(*base, f"train.distill.unlabeled={path}", "train.epochs=10")
+    assert fingerprint("train", with_extra, tokenized).key != fingerprint("train", config(*base), tokenized).key
+    train(with_extra, tokenized)
+    record = read_json(tokenized.train_summary)["distill"]["unlabeled"]
+    assert record["used"] == 6 and record["repeated"] == 6 and record["logits_cached"] is False
+    assert distill_tags(tokenized)["distill.unlabeled_texts"] == "6"
+    texts = extra[:6]
+    wanted = teacher_labels_of(teacher, texts)
+    learned = float((student_labels_of(tokenized, texts) == wanted).mean())
+    train(config("train.epochs=10"), tokenized)
+    plain = float((student_labels_of(tokenized, texts) == wanted).mean())
+    assert learned > plain, (plain, learned)  # here: 4 of 6 against 2 of 6

@@ -1,0 +1,153 @@
+"""Distillation (issue 31), run as `python bench/quality.py distill|distill-all`: on FPB 50Agree or AllAgree
+(stratified 80/10/10, seed 42), the mpnet-base teacher, the default model trained plain, and the default model
+distilled from that teacher (`train.distill`), same recipe and seeds; test figures (mean ± sd), wall times, and each
+model's batch-1 latency and batch-32 throughput from its export step's runtime table, measured in the same run.
+
+Every model runs the library's steps validate → tokenize → train → evaluate → export (no Prefect, no registry) in a
+scratch folder with one store, so the teacher's logits are computed once (through its ONNX graph) and served from the
+step cache to every distilled seed. The scratch folder is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from _results import REPO, machine, subset, timed_steps, write_section
+
+STEPS = ("validate", "tokenize", "train", "evaluate", "export")
+METRICS = ("accuracy", "macro_f1")
+
+
+def train_one(base: list[str], sets: list[str], work: Path, name: str) -> dict:
+    """One model through the library's steps in `work/name`, sharing `work/store`; its figures and timings."""
+    from pipeline_lib.config import load_config
+    from pipeline_lib.environment import apply_quiet_env
+    from pipeline_lib.layout import RunDir
+
+    apply_quiet_env()
+    placed = [f"paths.store={work / 'store'}", f"paths.artifacts={work / 'artifacts'}"]
+    cfg = load_config(base, [*sets, *placed])
+    start = time.perf_counter()
+    results, seconds = timed_steps(cfg, RunDir(work / name), STEPS)
+    runtime = results["export"].get("runtime") or {}
+    chosen = next((c for c in runtime.get("candidates", []) if c.get("runtime") == runtime.get("chosen")), {})
+    row = {
+        "name": name,
+        "seed": cfg.train.seed,
+        "metrics": results["evaluate"]["metrics"],
+        "rows": results["validate"]["rows"],
+        "epochs_run": results["train"].get("epochs_run"),
+        "train_s": seconds["train"],
+        "wall_s": time.perf_counter() - start,
+        "runtime": runtime.get("chosen"),
+        "p50_ms_batch1": chosen.get("p50_ms_batch1"),
+        "samples_per_s_batch32": chosen.get("samples_per_s_batch32"),
+        "distill": results["train"].get("distill"),
+        "run_dir": str(work / name),
+    }
+    shown = " ".join(f"{m}={row['metrics'][m]:.4f}" for m in METRICS)
+    print(f"[{name}] {shown} ({row['wall_s']:.0f} s)", flush=True)
+    return row
+
+
+def spread(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    return f"{mean:.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{mean:.4f}"
+
+
+def figure(rows: list[dict], key: str, unit: str) -> str:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return f"{statistics.median(values):.1f} {unit}" if values else "—"
+
+
+def report(title: str, groups: dict[str, list[dict]], targets: dict[str, float], args: argparse.Namespace) -> str:
+    lines = [
+        f"## {title}: teacher, plain and distilled student (issue 31): `{args.section}`",
+        "",
+        "Split: stratified 80/10/10, seed 42 (FinBERT's figures use it); recipe: configs/financial_phrasebank.yaml "
+        f"for all three; distillation: alpha {args.alpha}, temperature {args.temperature}, the teacher's first seed. "
+        "Latency and throughput: the export step's runtime table (the served graph timed in full, "
+        "export.benchmark on; median over seeds).",
+        "",
+        "| model | seeds | test accuracy | test macro-F1 | train s (mean) | served runtime | batch-1 p50 | batch-32 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, rows in groups.items():
+        if not rows:
+            continue
+        lines.append(
+            f"| {label} | {', '.join(str(r['seed']) for r in rows)} | "
+            + " | ".join(spread([r["metrics"][m] for r in rows]) for m in METRICS)
+            + f" | {statistics.fmean(r['train_s'] for r in rows):.0f} | {rows[0]['runtime'] or '—'} | "
+            f"{figure(rows, 'p50_ms_batch1', 'ms')} | {figure(rows, 'samples_per_s_batch32', 'rows/s')} |"
+        )
+    lines += ["", "Per run:", "", "| run | seed | rows train/val/test | epochs run | accuracy | macro-F1 | wall s |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for rows in groups.values():
+        for r in rows:
+            split = f"{r['rows']['train']}/{r['rows']['validation']}/{r['rows']['test']}"
+            lines.append(
+                f"| {r['name']} | {r['seed']} | {split} | {r['epochs_run']} | {r['metrics']['accuracy']:.4f} | "
+                f"{r['metrics']['macro_f1']:.4f} | {r['wall_s']:.0f} |"
+            )
+    lines += ["", "Targets for the distilled student (FinBERT's figures):"]
+    distilled = groups.get("default model, distilled") or []
+    for metric, target in targets.items():
+        if not distilled:
+            lines.append(f"- {metric} ≥ {target}: not measured (no distilled run)")
+            continue
+        mean = statistics.fmean(r["metrics"][metric] for r in distilled)
+        plain = groups.get("default model, plain") or []
+        gain = f"; plain {statistics.fmean(r['metrics'][metric] for r in plain):.4f}" if plain else ""
+        verdict = "**met**" if mean >= target else f"**missed by {target - mean:.4f}**"
+        lines.append(f"- {metric}: distilled mean {mean:.4f}{gain}; target ≥ {target}: {verdict}.")
+    total = sum(r["wall_s"] for rows in groups.values() for r in rows)
+    lines += ["", f"Cost: {total:.0f} s wall in all. Machine: {machine()}."]
+    return "\n".join(lines)
+
+
+def summary(title: str, groups: dict[str, list[dict]], targets: dict[str, float]) -> list[tuple[str, str, str]]:
+    parts = []
+    for label, rows in groups.items():
+        if rows:
+            figures = ", ".join(f"{m} {spread([r['metrics'][m] for r in rows])}" for m in METRICS)
+            parts.append(f"{label}: {figures} ({len(rows)} seed{'s' if len(rows) > 1 else ''})")
+    target = "distilled: " + ", ".join(f"{m} ≥ {t}" for m, t in targets.items())
+    return [(f"{title}: teacher, plain and distilled student", "; ".join(parts), target)]
+
+
+def run(args: argparse.Namespace, title: str, data: Path, sets: list[str], targets: dict[str, float]) -> None:
+    base = [str(REPO / "configs" / "financial_phrasebank.yaml")]
+    with tempfile.TemporaryDirectory(prefix="bench-distill-") as tmp:
+        work = Path(tmp)
+        if args.max_rows:
+            subset(data, work / data.name, args.max_rows)
+            data = work / data.name
+        # export.benchmark: every candidate timed in full (not the probe a lone candidate gets), PyTorch beside
+        common = [f"data.path={data}", *sets, "export.benchmark=true", *args.overrides]
+        seeds = args.seeds or [42, 43, 44]
+        teacher_seeds = args.teacher_seeds or seeds[:1]
+        groups: dict[str, list[dict]] = {"mpnet-base teacher": [], "default model, plain": []}
+        groups["default model, distilled"] = []
+        for seed in teacher_seeds:
+            teacher_sets = [*common, "model.name=mpnet-base", f"train.seed={seed}"]
+            groups["mpnet-base teacher"].append(train_one(base, teacher_sets, work, f"teacher-{seed}"))
+        teacher = groups["mpnet-base teacher"][0]["run_dir"]
+        distill = [
+            f"train.distill.teacher={teacher}",
+            f"train.distill.alpha={args.alpha}",
+            f"train.distill.temperature={args.temperature}",
+        ]
+        for seed in seeds:
+            plain = [*common, f"train.seed={seed}"]
+            groups["default model, plain"].append(train_one(base, plain, work, f"plain-{seed}"))
+            groups["default model, distilled"].append(train_one(base, [*plain, *distill], work, f"distilled-{seed}"))
+        body = report(title, groups, targets, args)
+        if args.max_rows:
+            body += f"\n\n(Smoke run on {args.max_rows} rows of {data.name}: the figures are not the benchmark's.)"
+        write_section(args.section, body, summary(title, groups, targets))
+        print(body)

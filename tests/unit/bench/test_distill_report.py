@@ -1,0 +1,46 @@
+"""bench/distill.py's section: each model's mean ± sd over its seeds, and the distilled student's verdict against
+the targets, with the plain student's figure beside it and by how much a target is missed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[3] / "bench"
+sys.path.insert(0, str(BENCH))
+import distill  # noqa: E402
+
+
+def row(name: str, seed: int, accuracy: float, macro_f1: float) -> dict:
+    return {
+        "name": name,
+        "seed": seed,
+        "metrics": {"accuracy": accuracy, "macro_f1": macro_f1},
+        "rows": {"train": 80, "validation": 10, "test": 10},
+        "epochs_run": 3,
+        "train_s": 100.0,
+        "wall_s": 120.0,
+        "runtime": "onnxruntime-fp32",
+        "p50_ms_batch1": 5.0 + seed - 42,
+        "samples_per_s_batch32": 200.0,
+    }
+
+
+def test_the_distilled_student_is_judged_against_the_targets_beside_the_plain_one(monkeypatch):
+    monkeypatch.setattr(distill, "machine", lambda: "test machine")
+    groups = {
+        "mpnet-base teacher": [row("teacher-42", 42, 0.88, 0.87)],
+        "default model, plain": [row("plain-42", 42, 0.83, 0.81), row("plain-43", 43, 0.85, 0.83)],
+        "default model, distilled": [row("distilled-42", 42, 0.87, 0.83), row("distilled-43", 43, 0.87, 0.84)],
+    }
+    args = argparse.Namespace(section="distill", alpha=0.5, temperature=2.0)
+    body = distill.report("FPB", groups, {"accuracy": 0.86, "macro_f1": 0.84}, args)
+
+    assert "| default model, plain | 42, 43 | 0.8400 ± 0.0141 | 0.8200 ± 0.0141 |" in body
+    assert "- accuracy: distilled mean 0.8700; plain 0.8400; target ≥ 0.86: **met**." in body
+    assert "- macro_f1: distilled mean 0.8350; plain 0.8200; target ≥ 0.84: **missed by 0.0050**." in body
+    assert "| 5.5 ms | 200.0 rows/s |" in body  # the median over seeds of the export step's timing
+    [(question, figure, target)] = distill.summary("FPB", groups, {"macro_f1": 0.84})
+    assert "mpnet-base teacher: accuracy 0.8800, macro_f1 0.8700 (1 seed)" in figure
+    assert question == "FPB: teacher, plain and distilled student" and target == "distilled: macro_f1 ≥ 0.84"
