@@ -411,6 +411,7 @@ NOT_SEARCHABLE = {
     "train.metric_for_best_model": "it is what the search maximises (the validation metric), not a parameter",
     "train.lora.target_modules": "give it in the base config",
     "train.distill.teacher": "name the teacher in the base config; search train.distill.alpha and temperature",
+    "train.distill.unlabeled": "name the file in the base config; search train.distill.alpha and temperature",
     **{
         f"train.{name}": "it sets how training runs, not what it learns"
         for name in (
