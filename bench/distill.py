@@ -3,7 +3,7 @@
 distilled from that teacher (`train.distill`), same recipe and seeds; test figures (mean ± sd), wall times, and each
 model's batch-1 latency and batch-32 throughput from its export step's runtime table, measured in the same run.
 
-Every model runs the library's steps validate → tokenize → train → evaluate → export (no Prefect, no registry) in a
+Every model runs the library's steps validate → tokenize → train → export → evaluate (no Prefect, no registry) in a
 scratch folder with one store, so the teacher's logits are computed once (through its ONNX graph) and served from the
 step cache to every distilled seed. The scratch folder is removed at the end.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from _results import REPO, machine, subset, timed_steps, write_section
 
-STEPS = ("validate", "tokenize", "train", "evaluate", "export")
+STEPS = ("validate", "tokenize", "train", "export", "evaluate")
 METRICS = ("accuracy", "macro_f1")
 
 

@@ -54,7 +54,7 @@ from pathlib import Path
 
 from _results import FPB_50AGREE, REPO, child_env, child_json, dvc_workspace, machine, write_section
 
-STEPS = ("validate", "tokenize", "train", "evaluate", "export", "gate", "register")
+STEPS = ("validate", "tokenize", "train", "export", "evaluate", "gate", "register")
 STEP_LINE = re.compile(r"\[(" + "|".join(STEPS) + r")\] (\d+(?:\.\d+)?)s\b")
 FLOW_STARTED = re.compile(r"Beginning flow run|Flow run '[^']+' - |\[decide\]")
 SERVER_STARTING = re.compile(r"Starting temporary server|Using the kept Prefect API")

@@ -49,6 +49,7 @@ ABLATIONS: dict[str, list[str]] = {
     "weight decay 0.1": ["train.weight_decay=0.1"],
     "no early stopping": ["train.early_stopping_patience=0"],
     "patience 4": ["train.early_stopping_patience=4"],
+    "max_length 128 (the plain loop's)": ["model.max_length=128"],
 }
 
 

@@ -19,6 +19,7 @@ from flows import prefect_start
 from flows.cli_api import api_app
 from flows.cli_trend import trend as trend_command
 from pipeline_lib.config import ConfigError, PipelineConfig, load_config
+from pipeline_lib.data import gx_worker
 from pipeline_lib.environment import apply_quiet_env
 
 app = typer.Typer(help="Fine-tune, gate, export and register BERT-family text models.", no_args_is_help=True)
@@ -115,7 +116,7 @@ def run(
         bool, typer.Option("--resume", help="Continue the newest interrupted run from its last checkpoint.")
     ] = False,
 ) -> None:
-    """Run the whole pipeline as a Prefect flow: validate, tokenize, train, evaluate, export, gate, register.
+    """Run the whole pipeline as a Prefect flow: validate, tokenize, train, export, evaluate, gate, register.
     Skips (exit 0) when the champion was trained on this data version and config."""
     with _user_errors():
         cfg = _load(config, overrides)  # fail fast on a bad config (or teacher), before Prefect starts
@@ -123,11 +124,12 @@ def run(
             from pipeline_lib.steps.teacher import resolve_teacher
 
             resolve_teacher(cfg)
+        gx_apart = gx_worker.start()  # Great Expectations imports on the other core, for validate's suites
         early = prefect_start.start_early()  # Prefect's temporary API starts while the flow and libraries import
         from flows.retrain import retrain
 
         if early is not None:
-            early.ready(prefect_start.RUN_PRELOAD)
+            early.ready(tuple(m for m in prefect_start.RUN_PRELOAD if not (gx_apart and m == "great_expectations")))
 
         run_dir = None
         if resume:
@@ -160,7 +162,7 @@ def _unfinished_run(config: list[Path] | None, overrides: list[str] | None) -> s
 
 @app.command()
 def step(
-    name: Annotated[str, typer.Argument(help="validate|tokenize|train|evaluate|export|gate|register")],
+    name: Annotated[str, typer.Argument(help="validate|tokenize|train|export|evaluate|gate|register")],
     run_dir: Annotated[Path, typer.Option("--run-dir", help="The run directory the steps share.")],
     config: ConfigOpt = None,
     overrides: SetOpt = None,

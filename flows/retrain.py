@@ -20,7 +20,7 @@ def retrain(
     run_dir: str | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
-    """decide → validate → tokenize → train → evaluate → export → gate → register.
+    """decide → validate → tokenize → train → export → evaluate → gate → register.
 
     `decide` skips the run when the champion was trained on this data version and config (`force` overrides);
     validate…export are served from the content-hash cache when their inputs are unchanged. With
@@ -42,8 +42,8 @@ def retrain(
     steps.validate(cfg, run)
     steps.tokenize(cfg, run)
     steps.train(cfg, run)
-    steps.evaluate(cfg, run)
     steps.export(cfg, run)
+    steps.evaluate(cfg, run)
     verdict = steps.gate(cfg, run)
     registered = steps.register(cfg, run)
     return {

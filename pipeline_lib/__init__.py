@@ -19,7 +19,7 @@ Layers, each importing only the ones above it:
 - `serving/`: `tunepipe serve`, the HTTP app over a registered model, its prediction log, and `tunepipe monitor`.
 - `monitoring/`: `tunepipe trend`, the watched label's share and a sentiment index per group and window of a scored
   dataset, the surge test against the trailing baseline, its report and alerts sent once.
-- `steps/`: the pipeline's steps, one module each (decide, validate, tokenize, train, evaluate, export, gate,
+- `steps/`: the pipeline's steps, one module each (decide, validate, tokenize, train, export, evaluate, gate,
   register), and their content-hash cache.
 - `commands/`: what the CLI offers around the flow (init, promote, data add, reproduce, tune), composed of the
   packages above.

@@ -12,8 +12,8 @@ directory, and compare its test metrics with the recorded ones. The registry is 
    then the remote); data committed to git comes with the worktree. Its md5 must be the recorded one.
 4. The recorded config, with overrides of where to write only (`paths.*` and `registry.tracking_uri`, which the
    config hash leaves out), hashed by the commit's own code: it must give the recorded `config.hash`.
-5. validate → tokenize → train → evaluate, each as `python -m flows.cli step NAME` (the interface the DVC stages
-   use) with the worktree as working tree and sole `PYTHONPATH` entry: **the commit's code runs**, on this
+5. validate → tokenize → train → export → evaluate, each as `python -m flows.cli step NAME` (the interface the DVC
+   stages use) with the worktree as working tree and sole `PYTHONPATH` entry: **the commit's code runs**, on this
    interpreter's libraries; before the first step, a probe checks that `pipeline_lib` and `flows` import from the
    worktree. `code="installed"` runs the installed tunepipe instead (for projects whose repository holds data and
    configs but not tunepipe's code). The steps never open the registry, `MLFLOW_TRACKING_URI` is removed from
@@ -45,7 +45,7 @@ from pipeline_lib.data.versions import content_md5
 from pipeline_lib.registry.libraries import differences, library_versions
 from pipeline_lib.registry.lineage import lineage
 
-STEPS = ("validate", "tokenize", "train", "evaluate")
+STEPS = ("validate", "tokenize", "train", "export", "evaluate")  # the run's own: evaluate scores the served graph
 GPU_TOLERANCE = 0.01  # default when either run used a GPU, whose kernels are not bit-for-bit deterministic
 CodeSource = Literal["commit", "installed"]
 _PROBE = "import json, flows, pipeline_lib; print(json.dumps([pipeline_lib.__file__, flows.__file__]))"

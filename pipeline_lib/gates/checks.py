@@ -81,20 +81,21 @@ def parity_checks(cfg: PipelineConfig, export_summary: dict[str, Any]) -> list[G
     the int8 graph (when exported) within its own, looser budget."""
     g = cfg.gates
     diff, agreement = export_summary["max_abs_logit_diff"], export_summary["agreement"]
+    rows = f" on {export_summary['n']} of {export_summary['of']} test rows" if export_summary.get("of") else ""
     checks = [
         GateCheck(
             "onnx:max_abs_logit_diff",
             diff <= g.max_abs_logit_diff,
             diff,
             g.max_abs_logit_diff,
-            f"{diff:.2e} <= {g.max_abs_logit_diff:.0e}",
+            f"{diff:.2e} <= {g.max_abs_logit_diff:.0e}{rows}",
         ),
         GateCheck(
             "onnx:agreement",
             agreement >= g.min_onnx_agreement,
             agreement,
             g.min_onnx_agreement,
-            f"{agreement:.4f} >= {g.min_onnx_agreement:.4f}",
+            f"{agreement:.4f} >= {g.min_onnx_agreement:.4f}{rows}",
         ),
     ]
     if "metric_torch" in export_summary and "metric_onnx" in export_summary:

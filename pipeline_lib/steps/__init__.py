@@ -1,5 +1,5 @@
 """The pipeline's steps, one module each, in the order the flow runs them: `decide` (retrain or skip), then
-`validate → tokenize → train → evaluate → export → gate → register`. Each step is `step(cfg, run) -> result`,
+`validate → tokenize → train → export → evaluate → gate → register`. Each step is `step(cfg, run) -> result`,
 callable from Python, the CLI (`tunepipe step NAME`), a Prefect task or a DVC stage; steps pass files through the
 run directory (`layout.RunDir`), not objects. A step module exposes its step function and result, and composes
 the packages below it (data, task_types, training, runtime, gates, registry, report); `cache` keys the cacheable
@@ -20,8 +20,8 @@ STEPS: dict[str, str] = {
     "validate": "pipeline_lib.steps.validate:validate",
     "tokenize": "pipeline_lib.steps.tokenize:tokenize",
     "train": "pipeline_lib.steps.train:train",
-    "evaluate": "pipeline_lib.steps.evaluate:evaluate",
     "export": "pipeline_lib.steps.export:export",
+    "evaluate": "pipeline_lib.steps.evaluate:evaluate",
     "gate": "pipeline_lib.steps.gate:gate",
     "register": "pipeline_lib.steps.register:register",
 }

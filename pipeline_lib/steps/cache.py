@@ -52,10 +52,11 @@ STEP_SPECS: dict[str, StepSpec] = {
     "tokenize": StepSpec("steps.tokenize", ("splits", "tokenizer"), ("task", "data", "model"), ("tokenized",)),
     # a distilled run also reads its teacher (an alias may move to another teacher under the same config)
     "train": StepSpec("steps.train", ("tokenized", "teacher"), ("task", "data", "model", "train"), ("model", "train")),
-    "evaluate": StepSpec("steps.evaluate", ("model", "splits"), ("task", "data", "model", "train"), ("eval",)),
     "export": StepSpec(
         "steps.export", ("model", "splits"), ("task", "data", "model", "export", "gates"), ("onnx", "export")
     ),
+    # classification scores the test split through the served graph the export step chose
+    "evaluate": StepSpec("steps.evaluate", ("model", "splits", "onnx"), ("task", "data", "model", "train"), ("eval",)),
 }
 
 
@@ -98,6 +99,7 @@ INPUTS: dict[str, Callable[[PipelineConfig, RunDir], str]] = {
     "tokenizer": _tokenizer_fingerprint,
     "tokenized": lambda cfg, run: read_json(_existing(run.tokenized / "meta.json"))["cache_key"],
     "model": lambda cfg, run: dir_md5(_existing(run.model_dir)),
+    "onnx": lambda cfg, run: dir_md5(run.onnx_dir) if run.onnx_dir.is_dir() else "none",
     "champion": lambda cfg, run: _champion(cfg),
     "teacher": lambda cfg, run: _teacher(cfg),
 }

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline_lib.config import DataConfig, PipelineConfig
+from pipeline_lib.data import gx_worker
 from pipeline_lib.data.cross_split import cross_split_duplicates
 from pipeline_lib.data.drift import compare, profile
 from pipeline_lib.data.failures import (
@@ -83,7 +84,7 @@ def validate(cfg: PipelineConfig, run: RunDir) -> ValidateResult:
     labelled = _with_labels(data, task, splits, found) if splits else None
     if labelled is not None:
         data = labelled
-        found.gx, gx_failures = task.check_splits(splits, data)
+        found.gx, gx_failures = gx_worker.run_suites(task.check_splits, splits, data)  # GX's own process if started
         leaks = cross_split_duplicates(splits)
         (found.warnings if data.cross_split_duplicates == "warn" else found.failures).extend(leaks)
         found.failures += gx_failures + task.coverage(splits, data)

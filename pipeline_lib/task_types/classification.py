@@ -3,7 +3,6 @@ uses (text encoding, PyTorch logits, ONNX parity on the test split)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -80,30 +79,35 @@ class SequenceClassification:
 
     # evaluate / export / gates
     def evaluate(
-        self, model_dir: Path, frame: pd.DataFrame, cfg: PipelineConfig, settings: InferenceSettings | None = None
+        self,
+        model_dir: Path,
+        frame: pd.DataFrame,
+        cfg: PipelineConfig,
+        settings: InferenceSettings | None = None,
+        predictor: Any = None,
     ) -> tuple[dict[str, Any], np.ndarray]:
-        """Full metrics (with `confusion_matrix`) and the logits saved beside them (PyTorch at `settings`)."""
-        logits = torch_logits(
-            model_dir, list(frame["text"]), cfg.model.max_length, output=cfg.output, settings=settings
-        )
+        """Full metrics (with `confusion_matrix`) and the logits saved beside them: the served ONNX graph's when
+        `predictor` is given (what the export step chose), else PyTorch's at `settings`."""
+        texts = list(frame["text"].astype(str))
+        if predictor is not None:
+            logits = predictor.logits(texts)
+        else:
+            logits = torch_logits(model_dir, texts, cfg.model.max_length, output=cfg.output, settings=settings)
         y_true = label_indices(frame["label"], cfg.data.label_names)
         return classification_metrics(y_true, logits.argmax(axis=-1), cfg.data.label_names), logits
 
     def check_metric_name(self, name: str, labels: list[str]) -> None:
         check_metric_name(name, labels)
 
-    def parity(self, model: Any, predictor: Any, run: Any, labels: list[str], metric_name: str) -> dict[str, Any]:
-        """PyTorch against ONNX on the test split. PyTorch's logits are the evaluate step's when the run has fp32
-        ones (`run.predictions`: one pass over the test split, not two); `onnx_logits` and `torch_logits` are
-        returned for reuse."""
+    def parity(
+        self, model: Any, predictor: Any, run: Any, labels: list[str], metric_name: str, rows: np.ndarray
+    ) -> dict[str, Any]:
+        """PyTorch against ONNX on the test split's `rows` (a seeded sample), on identical tokenized batches;
+        `onnx_logits` and `torch_logits` (of those rows, in order) are returned for reuse."""
         texts, y_true = read_test_split(run, labels)
-        saved = np.load(run.predictions) if run.predictions.is_file() and fp32_logits_saved(run) else None
-        if saved is not None and saved.shape == (len(texts), len(labels)):
-            reference, onnx_logits = saved, predictor.logits(texts)
-        else:
-            reference, onnx_logits = paired_logits(model, predictor, texts)
-        figures = parity_figures(reference, onnx_logits, y_true, labels, metric_name)
-        return {**figures, "n": len(texts), "onnx_logits": onnx_logits, "torch_logits": reference}
+        reference, onnx_logits = paired_logits(model, predictor, [texts[i] for i in rows])
+        figures = parity_figures(reference, onnx_logits, y_true[rows], labels, metric_name)
+        return {**figures, "n": len(rows), "of": len(texts), "onnx_logits": onnx_logits, "torch_logits": reference}
 
     # gates: y_true / pred hold one label index per text
     def gold(self, test: pd.DataFrame, labels: list[str]) -> np.ndarray:
@@ -185,30 +189,30 @@ def read_test_split(run: RunDir, labels: list[str]) -> tuple[list[str], np.ndarr
     return frame["text"].astype(str).tolist(), frame["label"].map(index).to_numpy(dtype=np.int64)
 
 
-def fp32_logits_saved(run: RunDir) -> bool:
-    """Whether the evaluate step's saved test logits are fp32 (what ONNX parity compares against); a run from before
-    the precision was recorded scored in fp32."""
-    info = run.predictions_info
-    return not info.is_file() or json.loads(info.read_text(encoding="utf-8")).get("precision", "fp32") == "fp32"
-
-
-def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
 def paired_logits(model: Any, predictor: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """PyTorch and ONNX Runtime logits on identical tokenized batches."""
+    """PyTorch and ONNX Runtime logits on identical tokenized batches: length-sorted, each padded to its longest text,
+    rows back in input order. Every ONNX batch runs before the first PyTorch one: interleaved, onnxruntime's
+    spin-waiting threads and PyTorch's contend for the same cores (several times slower on 2 cores)."""
     import torch
 
-    torch_out, onnx_out = [], []
+    if not texts:
+        return np.zeros((0, len(predictor.labels)), np.float32), np.zeros((0, len(predictor.labels)), np.float32)
+    lengths = [len(ids) for ids in predictor.encode_unpadded(texts)["input_ids"]]
+    order = np.argsort(lengths, kind="stable")
+    batches = [predictor.encode([texts[i] for i in group]) for group in _batches(list(order), PARITY_BATCH_SIZE)]
+    onnx_out = [predictor.run(features) for features in batches]
     with torch.inference_mode():
-        for batch in _batches(texts, PARITY_BATCH_SIZE):
-            features = predictor.encode(batch)
-            onnx_out.append(predictor.run(features))
-            tensors = {name: torch.from_numpy(array) for name, array in features.items()}
-            torch_out.append(model(**tensors).logits.float().numpy())
-    return np.concatenate(torch_out), np.concatenate(onnx_out)
+        torch_out = [
+            model(**{name: torch.from_numpy(array) for name, array in features.items()}).logits.float().numpy()
+            for features in batches
+        ]
+    restore = np.argsort(order, kind="stable")
+    return np.concatenate(torch_out)[restore], np.concatenate(onnx_out)[restore]
 
 
 def check_metric_name(name: str, labels: list[str]) -> None:

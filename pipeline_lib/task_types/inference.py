@@ -1,6 +1,7 @@
-"""PyTorch inference at inference speed, for the evaluate step (and the export's parity check): the run's precision
-(bf16 only where the hardware does it natively), every usable core, and texts run in length-sorted batches padded
-only to each batch's longest text (rows come back in input order)."""
+"""PyTorch inference at inference speed, for the evaluate step where it scores in PyTorch (token classification, a run
+without an export) and for the export's parity check: the run's precision (bf16 only where the hardware does it
+natively), every usable core, and texts run in length-sorted batches padded only to each batch's longest text (rows
+come back in input order)."""
 
 from __future__ import annotations
 

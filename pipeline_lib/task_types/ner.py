@@ -130,11 +130,15 @@ class TokenClassification:
         if name not in known:
             raise ValueError(f"gates.compare_metric={name!r} is not a metric; choose from {sorted(known)}")
 
-    def parity(self, model: Any, predictor: Any, run: Any, labels: list[str], metric_name: str) -> dict[str, Any]:
-        """PyTorch vs ONNX on the test split's words: max |logit diff|, tag agreement, entity metric."""
+    def parity(
+        self, model: Any, predictor: Any, run: Any, labels: list[str], metric_name: str, rows: np.ndarray
+    ) -> dict[str, Any]:
+        """PyTorch vs ONNX on the words of the test split's sentences `rows` (a seeded sample): max |logit diff|,
+        tag agreement, entity metric."""
         import torch
 
-        frame = _read_test(run)
+        test = _read_test(run)
+        frame = test.iloc[rows].reset_index(drop=True)
         stride = int(predictor.meta.get("stride", 32))
         runs = {
             "torch": _torch_runner(model, torch),
@@ -156,6 +160,7 @@ class TokenClassification:
             "metric_torch": flat["torch"][metric_name],
             "metric_onnx": flat["onnx"][metric_name],
             "n": len(frame),
+            "of": len(test),
         }
 
     def score_predictor(self, predictor: Any, frame: pd.DataFrame, labels: list[str]) -> dict[str, float]:

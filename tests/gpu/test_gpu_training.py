@@ -27,7 +27,7 @@ def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_train_step_on_cuda(tiny: Path, extra: list[str]):
     cfg = load_config(None, ["data.path=sample.csv", "train.max_steps=8", "gates.floors={}", *extra])
     run = RunDir(tiny / "run")
-    for step in ("validate", "tokenize", "train", "evaluate", "export"):
+    for step in ("validate", "tokenize", "train", "export", "evaluate"):
         run_step(step, cfg, run)
     summary = json.loads(run.train_summary.read_text())
     assert summary["device"] == "cuda" and summary["precision"] == "bf16"

@@ -14,7 +14,7 @@ from pipeline_lib.data.versions import file_md5
 from .conftest import PRIVATE_CACHE, overrides
 
 pytestmark = pytest.mark.integration
-CACHEABLE = ["validate", "tokenize", "train", "evaluate", "export"]
+CACHEABLE = ["validate", "tokenize", "train", "export", "evaluate"]
 
 
 def run_flow(*extra: str, force: bool = False) -> tuple[dict, dict[str, str]]:
@@ -76,5 +76,7 @@ def test_forced_rerun_is_served_from_cache_with_files_restored(first, workdir: P
 def test_gates_change_reruns_only_the_steps_that_read_gates(first, workdir: Path):
     outcome, states = run_flow("gates.min_improvement=0.2")
     assert not outcome["skipped"] and "config changed" in outcome["reason"]
-    assert [states[name] for name in CACHEABLE] == ["Cached", "Cached", "Cached", "Cached", "Completed"]
+    # export reads gates (its parity metric) and runs again; its graph is byte for byte the same, so evaluate,
+    # which scores the test split through that graph, is served from the cache
+    assert [states[name] for name in CACHEABLE] == ["Cached", "Cached", "Cached", "Completed", "Cached"]
     assert outcome["registered"]["version"] == "3" and not outcome["registered"]["promoted"]

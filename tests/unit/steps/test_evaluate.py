@@ -1,5 +1,6 @@
-"""The evaluate step at inference speed: length-sorted batches give the naive path's logits, rows in input order,
-at the run's precision only where the hardware has it."""
+"""The evaluate step at inference speed: through the served ONNX graph after the export, else PyTorch's
+length-sorted batches, which give the naive path's logits, rows in input order, at the run's precision only where the
+hardware has it."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import torch
 from pipeline_lib.config import PipelineConfig
 from pipeline_lib.hardware import Capability
 from pipeline_lib.layout import RunDir, read_json
+from pipeline_lib.runtime.predictor import OnnxPredictor
 from pipeline_lib.steps.evaluate import evaluate
-from pipeline_lib.task_types.classification import fp32_logits_saved, torch_logits
+from pipeline_lib.steps.export import export
+from pipeline_lib.task_types.classification import torch_logits
 from pipeline_lib.task_types.inference import batched_logits, inference_settings, sorted_batches
 from pipeline_lib.task_types.metrics import classification_metrics, flat_metrics
 from tests.unit.steps.test_export import LABELS, TEST_ROWS, make_trained_run
@@ -79,6 +82,7 @@ def test_sorted_batches_give_the_naive_logits_in_input_order(trained: RunDir, ba
 
 
 def test_evaluate_step_metrics_equal_the_naive_path(trained: RunDir) -> None:
+    """Before any export (`tunepipe step evaluate` alone, or token classification): PyTorch at inference speed."""
     cfg = PipelineConfig.model_validate({"data": {"labels": LABELS}, "train": {"precision": "fp32"}})
     result = evaluate(cfg, trained)
     frame = pd.read_parquet(trained.split_file("test"))
@@ -87,8 +91,33 @@ def test_evaluate_step_metrics_equal_the_naive_path(trained: RunDir) -> None:
     expected = flat_metrics(classification_metrics(y_true, reference.argmax(-1), LABELS))
     assert result.metrics == pytest.approx(expected, abs=1e-9)
     np.testing.assert_allclose(np.load(trained.predictions), reference, atol=1e-4)
-    assert result.precision == "fp32" and read_json(trained.predictions_info)["precision"] == "fp32"
-    assert fp32_logits_saved(trained)  # the export's parity may reuse them
+    assert (result.runtime, result.precision) == ("pytorch", "fp32")
+    assert read_json(trained.predictions_info)["runtime"] == "pytorch"
+
+
+def test_after_export_the_split_is_scored_once_through_the_served_graph(tmp_path: Path) -> None:
+    """The flow's order: export checks PyTorch against ONNX on a seeded sample, then evaluate scores every test row
+    through the graph export chose, and nothing through PyTorch again: same metrics as PyTorch's on every row."""
+    run = make_trained_run(tmp_path / "run")
+    frame = pd.read_parquet(run.split_file("test"))
+    more = pd.concat([frame.assign(text=frame["text"] + f" (note {i})") for i in range(4)], ignore_index=True)
+    more.to_parquet(run.split_file("test"))
+    cfg = PipelineConfig.model_validate(
+        {"data": {"labels": LABELS}, "train": {"precision": "fp32"}, "export": {"parity_rows": 32}}
+    )
+    exported = export(cfg, run)
+    assert (exported.n, exported.of) == (32, len(more))  # parity: the same 32 seeded rows through both
+    result = evaluate(cfg, run)
+    served = OnnxPredictor.from_dir(run.onnx_dir).logits(list(more["text"]))
+    np.testing.assert_array_equal(np.load(run.predictions), served)  # what is served is what was scored
+    reference = naive_logits(run.model_dir, list(more["text"]))
+    np.testing.assert_allclose(served, reference, atol=1e-4)
+    y_true = np.array([LABELS.index(label) for label in more["label"]])
+    expected = flat_metrics(classification_metrics(y_true, reference.argmax(-1), LABELS))
+    assert result.metrics == pytest.approx(expected, abs=1e-9) and result.n == len(more)
+    info = read_json(run.predictions_info)
+    assert result.runtime == info["runtime"] == read_json(run.onnx_dir / "tunepipe.json")["runtime"]
+    assert result.precision == info["precision"] == "fp32"  # an fp32 graph (int8 only where it is served)
 
 
 def test_precision_is_the_runs_where_the_hardware_has_it(tmp_path: Path) -> None:
@@ -102,11 +131,3 @@ def test_precision_is_the_runs_where_the_hardware_has_it(tmp_path: Path) -> None
     settings = inference_settings("auto", num_threads=None, capability=cpu(cores=7))
     assert settings.threads == 7 and settings.device == "cpu" and settings.batch_size >= 16
     assert inference_settings("auto", num_threads=3, capability=cpu(cores=7)).threads == 3
-
-
-def test_parity_reuses_only_fp32_logits(tmp_path: Path) -> None:
-    run = RunDir(tmp_path)
-    assert fp32_logits_saved(run)  # nothing recorded: a run from before the precision was written
-    run.predictions_info.parent.mkdir(parents=True)
-    run.predictions_info.write_text(json.dumps({"precision": "bf16"}))
-    assert not fp32_logits_saved(run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,56 @@ def test_directory_input_names_each_file(tmp_path: Path) -> None:
         f'{data / "a.csv"} row 2 (train): text_unique_in_split — "Sentence 0 about a negative quarter." '
         f"appears 2 times in train (also {data / 'b.csv'} row 2)"
     )
+
+
+WORKER_SCRIPT = """
+import json, sys
+from pipeline_lib.data import gx_worker
+started = gx_worker.start()  # a fresh process: neither Prefect nor GX imported yet
+from pipeline_lib.config import PipelineConfig
+from pipeline_lib.data.failures import DataValidationError
+from pipeline_lib.layout import RunDir
+from pipeline_lib.steps.validate import validate
+try:
+    validate(PipelineConfig.model_validate(json.loads(sys.argv[1])), RunDir(sys.argv[2]))
+    failures = []
+except DataValidationError as error:
+    failures = [str(failure) for failure in error.failures]
+print(json.dumps({"started": started, "failures": failures, "gx_here": "great_expectations" in sys.modules,
+                  "worker_left": gx_worker.started()}))
+"""
+
+
+def test_suites_in_the_gx_worker_report_what_they_report_here(tmp_path: Path) -> None:
+    """`tunepipe run` imports Great Expectations in a forked worker on the other core and runs validate's suites
+    there: the same failures, row for row, as in this process, GX never imported by the command itself, and the
+    worker gone after the one validation."""
+    import subprocess
+    import sys
+
+    from pipeline_lib.data import gx_worker
+
+    rows = _rows()
+    rows.insert(5, dict(rows[0]))  # a duplicate in train: the GX suite's text_unique_in_split
+    rows[9]["text"] = "   "  # and an empty text: text_length
+    path = _write_csv(tmp_path / "x.csv", rows)
+    config = {"data": {"path": str(path), "labels": LABELS}, "paths": {"store": str(tmp_path / "store")}}
+    here = _failure(tmp_path, rows)
+    assert _rules(here) == {"text_unique_in_split", "text_length"}
+    assert not gx_worker.start()  # never in a process that imported Prefect (threads): the tests run suites here
+    repo = Path(pipeline_lib.__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "TUNEPIPE_GX_WORKER": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER_SCRIPT, json.dumps(config), str(tmp_path / "run-worker")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    worker = json.loads(out.stdout.strip().splitlines()[-1])
+    if not worker["started"]:
+        pytest.skip("one usable core or not Linux: the suites run in the command's own process")
+    assert worker["failures"] == [str(failure) for failure in here.failures]
+    assert not worker["gx_here"] and not worker["worker_left"]
