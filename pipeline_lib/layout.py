@@ -79,7 +79,7 @@ class RunDir:
 
     @property
     def predictions_info(self) -> Path:
-        """How the saved test logits were computed (precision, device): parity reuses only fp32 ones."""
+        """What computed the saved test logits: the served ONNX runtime or PyTorch, precision, device."""
         return self.root / "eval" / "test_logits.json"
 
     @property
