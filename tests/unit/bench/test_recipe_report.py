@@ -1,0 +1,55 @@
+"""bench/recipe.py's sections: one per dataset, and `--keep-rows` keeping the rows a section holds (the plain loop's
+40 minutes on 50Agree) so that a later run adds ablations beside them, the speed column still against the kept plain
+loop."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[3] / "bench"
+sys.path.insert(0, str(BENCH))
+import _results  # noqa: E402
+import recipe  # noqa: E402
+
+
+def args(seeds: list[int]) -> argparse.Namespace:
+    return argparse.Namespace(seeds=seeds, max_rows=None)
+
+
+def outcome(val: float, test: float, accuracy: float, seconds: float) -> recipe.Outcome:
+    return recipe.Outcome(val_macro_f1=val, test_macro_f1=test, test_accuracy=accuracy, train_seconds=seconds)
+
+
+def test_a_later_run_keeps_the_rows_and_adds_its_own(monkeypatch, tmp_path: Path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n")
+    for module in (_results, recipe):
+        monkeypatch.setattr(module, "RESULTS", results)
+    monkeypatch.setattr(_results, "HISTORY", tmp_path / "history")
+    monkeypatch.setattr(recipe, "machine", lambda: "test machine")
+    monkeypatch.setattr(_results, "commit", lambda: "abc1234")
+
+    plain = recipe.table_row(recipe.PLAIN, [outcome(0.80, 0.84, 0.85, 780.0), outcome(0.82, 0.80, 0.83, 776.0)], None)
+    default = recipe.table_row(recipe.DEFAULT, [outcome(0.81, 0.81, 0.83, 440.0)] * 2, 778.0)
+    split_rows = {"train": 80, "validation": 10, "test": 10}
+    recipe.write_dataset_section(
+        "50agree", split_rows, {recipe.PLAIN: plain, recipe.DEFAULT: default}, args([1, 2]), ""
+    )
+
+    kept, earlier = recipe.kept_rows("50agree", [1, 2])
+    assert list(kept) == [recipe.PLAIN, recipe.DEFAULT] and earlier.startswith("_Run ")
+    assert recipe.row_means(kept[recipe.PLAIN]) == (0.81, 0.82, 0.84, 778.0)
+    assert recipe.kept_rows("50agree", [1, 2, 3]) == ({}, "")  # other seeds: nothing to keep
+    assert recipe.kept_rows("allagree", [1, 2]) == ({}, "")
+
+    added = recipe.table_row("default, lr 3e-5", [outcome(0.83, 0.85, 0.86, 389.0)] * 2, recipe.row_means(plain)[3])
+    recipe.write_dataset_section("50agree", split_rows, {**kept, "default, lr 3e-5": added}, args([1, 2]), earlier)
+    text = results.read_text()
+    assert text.count("<!-- recipe_50agree:start -->") == 1 and len(list((tmp_path / "history").iterdir())) == 1
+    assert "| default, lr 3e-5 | 0.8300 ± 0.0000 | 0.8500 ± 0.0000 | 0.8600 ± 0.0000 | 389 s | 2.00x |" in text
+    assert "Rows kept from an earlier run (run " in text
+    summary = [line for line in text.splitlines() if line.startswith("| Default recipe vs the plain loop, FPB 50agree")]
+    assert len(summary) == 1 and "default test macro-F1 0.8100 vs plain 0.8200" in summary[0]
+    assert "1.77x its speed (2 seeds)" in summary[0]
