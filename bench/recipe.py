@@ -59,7 +59,10 @@ ABLATIONS: dict[str, list[str]] = {
     "group_by_length on": ["train.group_by_length=true"],
     "weight decay 0": ["train.weight_decay=0"],
     "weight decay 0.1": ["train.weight_decay=0.1"],
+    "epochs 4": ["train.epochs=4"],
+    "epochs 3": ["train.epochs=3"],
     "no early stopping": ["train.early_stopping_patience=0"],
+    "patience 1": ["train.early_stopping_patience=1"],
     "patience 4": ["train.early_stopping_patience=4"],
     "max_length 128 (the plain loop's)": ["model.max_length=128"],
 }
