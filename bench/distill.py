@@ -1,7 +1,8 @@
-"""Distillation (issue 31), run as `python bench/quality.py distill|distill-all`: on FPB 50Agree or AllAgree
-(stratified 80/10/10, seed 42), the mpnet-base teacher, the default model trained plain, and the default model
-distilled from that teacher (`train.distill`), same recipe and seeds; test figures (mean ± sd), wall times, and each
-model's batch-1 latency and batch-32 throughput from its export step's runtime table, measured in the same run.
+"""Distillation (issue 31), run as `python bench/quality.py distill|distill-all|distill-conll`: on FPB 50Agree or
+AllAgree (stratified 80/10/10, seed 42) or CoNLL-2003 (per-word distillation), the mpnet-base teacher, the default
+model trained plain, and the default model distilled from that teacher (`train.distill`), same recipe and seeds; test
+figures (mean ± sd), wall times, and each model's batch-1 latency and batch-32 throughput from its export step's
+runtime table, measured in the same run.
 
 Every model runs the library's steps validate → tokenize → train → export → evaluate (no Prefect, no registry) in a
 scratch folder with one store, so the teacher's logits are computed once (through its ONNX graph) and served from the
@@ -14,15 +15,31 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from _results import REPO, machine, subset, timed_steps, write_section
 
 STEPS = ("validate", "tokenize", "train", "export", "evaluate")
 METRICS = ("accuracy", "macro_f1")
+FPB_SPLIT = "stratified 80/10/10, seed 42 (FinBERT's figures use it)"
 
 
-def train_one(base: list[str], sets: list[str], work: Path, name: str) -> dict:
+@dataclass(frozen=True)
+class Distillation:
+    """One dataset's distillation bench: its config, data, --set overrides, test metrics and targets."""
+
+    title: str
+    config: str  # relative to the repository
+    data: Path
+    sets: tuple[str, ...]
+    targets: dict[str, float]  # for the distilled student; none: the teacher's figure is the reference
+    metrics: tuple[str, ...] = METRICS
+    split: str = FPB_SPLIT
+    teacher_sets: tuple[str, ...] = ()  # the teacher's own overrides (a base-size model's learning rate)
+
+
+def train_one(base: list[str], sets: list[str], work: Path, name: str, metrics: tuple[str, ...] = METRICS) -> dict:
     """One model through the library's steps in `work/name`, sharing `work/store`; its figures and timings."""
     from pipeline_lib.config import load_config
     from pipeline_lib.environment import apply_quiet_env
@@ -49,7 +66,7 @@ def train_one(base: list[str], sets: list[str], work: Path, name: str) -> dict:
         "distill": results["train"].get("distill"),
         "run_dir": str(work / name),
     }
-    shown = " ".join(f"{m}={row['metrics'][m]:.4f}" for m in METRICS)
+    shown = " ".join(f"{m}={row['metrics'][m]:.4f}" for m in metrics)
     print(f"[{name}] {shown} ({row['wall_s']:.0f} s)", flush=True)
     return row
 
@@ -64,38 +81,50 @@ def figure(rows: list[dict], key: str, unit: str) -> str:
     return f"{statistics.median(values):.1f} {unit}" if values else "—"
 
 
-def report(title: str, groups: dict[str, list[dict]], targets: dict[str, float], args: argparse.Namespace) -> str:
+def report(
+    title: str,
+    groups: dict[str, list[dict]],
+    targets: dict[str, float],
+    args: argparse.Namespace,
+    spec: Distillation | None = None,
+) -> str:
+    metrics, split = (spec.metrics, spec.split) if spec else (METRICS, FPB_SPLIT)
+    config = spec.config if spec else "configs/financial_phrasebank.yaml"
+    named = " | ".join(f"test {m}" for m in metrics)
     lines = [
         f"## {title}: teacher, plain and distilled student (issue 31): `{args.section}`",
         "",
-        "Split: stratified 80/10/10, seed 42 (FinBERT's figures use it); recipe: configs/financial_phrasebank.yaml "
-        f"for all three; distillation: alpha {args.alpha}, temperature {args.temperature}, the teacher's first seed. "
-        "Latency and throughput: the export step's runtime table (the served graph timed in full, "
-        "export.benchmark on; median over seeds).",
+        f"Split: {split}; recipe: {config} for all three; distillation: alpha {args.alpha}, temperature "
+        f"{args.temperature}, the teacher's first seed. Latency and throughput: the export step's runtime table (the "
+        "served graph timed in full, export.benchmark on; median over seeds).",
         "",
-        "| model | seeds | test accuracy | test macro-F1 | train s (mean) | served runtime | batch-1 p50 | batch-32 |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| model | seeds | {named} | train s (mean) | served runtime | batch-1 p50 | batch-32 |",
+        "|---|---|" + "---|" * len(metrics) + "---|---|---|---|",
     ]
     for label, rows in groups.items():
         if not rows:
             continue
         lines.append(
             f"| {label} | {', '.join(str(r['seed']) for r in rows)} | "
-            + " | ".join(spread([r["metrics"][m] for r in rows]) for m in METRICS)
+            + " | ".join(spread([r["metrics"][m] for r in rows]) for m in metrics)
             + f" | {statistics.fmean(r['train_s'] for r in rows):.0f} | {rows[0]['runtime'] or '—'} | "
             f"{figure(rows, 'p50_ms_batch1', 'ms')} | {figure(rows, 'samples_per_s_batch32', 'rows/s')} |"
         )
-    lines += ["", "Per run:", "", "| run | seed | rows train/val/test | epochs run | accuracy | macro-F1 | wall s |"]
-    lines.append("|---|---|---|---|---|---|---|")
+    columns = " | ".join(metrics)
+    lines += ["", "Per run:", "", f"| run | seed | rows train/val/test | epochs run | {columns} | wall s |"]
+    lines.append("|---|---|---|---|" + "---|" * len(metrics) + "---|")
     for rows in groups.values():
         for r in rows:
             split = f"{r['rows']['train']}/{r['rows']['validation']}/{r['rows']['test']}"
-            lines.append(
-                f"| {r['name']} | {r['seed']} | {split} | {r['epochs_run']} | {r['metrics']['accuracy']:.4f} | "
-                f"{r['metrics']['macro_f1']:.4f} | {r['wall_s']:.0f} |"
-            )
-    lines += ["", "Targets for the distilled student (FinBERT's figures):"]
+            shown = " | ".join(f"{r['metrics'][m]:.4f}" for m in metrics)
+            lines.append(f"| {r['name']} | {r['seed']} | {split} | {r['epochs_run']} | {shown} | {r['wall_s']:.0f} |")
     distilled = groups.get("default model, distilled") or []
+    lines += [
+        "",
+        "Targets for the distilled student (FinBERT's figures):"
+        if targets
+        else "No target set: the teacher's figures above are the reference.",
+    ]
     for metric, target in targets.items():
         if not distilled:
             lines.append(f"- {metric} ≥ {target}: not measured (no distilled run)")
@@ -110,32 +139,39 @@ def report(title: str, groups: dict[str, list[dict]], targets: dict[str, float],
     return "\n".join(lines)
 
 
-def summary(title: str, groups: dict[str, list[dict]], targets: dict[str, float]) -> list[tuple[str, str, str]]:
+def summary(
+    title: str, groups: dict[str, list[dict]], targets: dict[str, float], metrics: tuple[str, ...] = METRICS
+) -> list[tuple[str, str, str]]:
     parts = []
     for label, rows in groups.items():
         if rows:
-            figures = ", ".join(f"{m} {spread([r['metrics'][m] for r in rows])}" for m in METRICS)
+            figures = ", ".join(f"{m} {spread([r['metrics'][m] for r in rows])}" for m in metrics)
             parts.append(f"{label}: {figures} ({len(rows)} seed{'s' if len(rows) > 1 else ''})")
-    target = "distilled: " + ", ".join(f"{m} ≥ {t}" for m, t in targets.items())
+    wanted = ", ".join(f"{m} ≥ {t}" for m, t in targets.items()) or "the teacher's figures, no target"
+    target = f"distilled: {wanted}"
     return [(f"{title}: teacher, plain and distilled student", "; ".join(parts), target)]
 
 
-def run(args: argparse.Namespace, title: str, data: Path, sets: list[str], targets: dict[str, float]) -> None:
-    base = [str(REPO / "configs" / "financial_phrasebank.yaml")]
+def run(args: argparse.Namespace, spec: Distillation, data: Path) -> None:
+    base, metrics = [str(REPO / spec.config)], spec.metrics
     with tempfile.TemporaryDirectory(prefix="bench-distill-") as tmp:
         work = Path(tmp)
+        if args.max_rows and data.is_dir():
+            raise SystemExit(
+                f"--max-rows copies rows of one file, {data} is a folder: --set data.max_train_sentences=N"
+            )
         if args.max_rows:
             subset(data, work / data.name, args.max_rows)
             data = work / data.name
         # export.benchmark: every candidate timed in full (not the probe a lone candidate gets), PyTorch beside
-        common = [f"data.path={data}", *sets, "export.benchmark=true", *args.overrides]
+        common = [f"data.path={data}", *spec.sets, "export.benchmark=true", *args.overrides]
         seeds = args.seeds or [42, 43, 44]
         teacher_seeds = args.teacher_seeds or seeds[:1]
         groups: dict[str, list[dict]] = {"mpnet-base teacher": [], "default model, plain": []}
         groups["default model, distilled"] = []
         for seed in teacher_seeds:
-            teacher_sets = [*common, "model.name=mpnet-base", f"train.seed={seed}"]
-            groups["mpnet-base teacher"].append(train_one(base, teacher_sets, work, f"teacher-{seed}"))
+            teacher_sets = [*common, "model.name=mpnet-base", *spec.teacher_sets, f"train.seed={seed}"]
+            groups["mpnet-base teacher"].append(train_one(base, teacher_sets, work, f"teacher-{seed}", metrics))
         teacher = groups["mpnet-base teacher"][0]["run_dir"]
         distill = [
             f"train.distill.teacher={teacher}",
@@ -144,10 +180,11 @@ def run(args: argparse.Namespace, title: str, data: Path, sets: list[str], targe
         ]
         for seed in seeds:
             plain = [*common, f"train.seed={seed}"]
-            groups["default model, plain"].append(train_one(base, plain, work, f"plain-{seed}"))
-            groups["default model, distilled"].append(train_one(base, [*plain, *distill], work, f"distilled-{seed}"))
-        body = report(title, groups, targets, args)
+            groups["default model, plain"].append(train_one(base, plain, work, f"plain-{seed}", metrics))
+            distilled = train_one(base, [*plain, *distill], work, f"distilled-{seed}", metrics)
+            groups["default model, distilled"].append(distilled)
+        body = report(spec.title, groups, spec.targets, args, spec)
         if args.max_rows:
             body += f"\n\n(Smoke run on {args.max_rows} rows of {data.name}: the figures are not the benchmark's.)"
-        write_section(args.section, body, summary(title, groups, targets))
+        write_section(args.section, body, summary(spec.title, groups, spec.targets, metrics))
         print(body)

@@ -39,12 +39,59 @@ from _results import (
     write_section,
 )
 
-DATASETS = {
-    "50agree": SHARED_DATA / "financial_phrasebank" / "Sentences_50Agree.txt",
-    "allagree": SHARED_DATA / "financial_phrasebank" / "Sentences_AllAgree.txt",
-}
-CONFIG = REPO / "configs" / "financial_phrasebank.yaml"
 SPLIT = ["data.split.method=stratified", "data.split.seed=42"]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One bench dataset: its data, config, the validate step's overrides that draw its split files, and the names
+    of its selection metric and accuracy (the table's columns)."""
+
+    title: str
+    data: Path
+    config: Path
+    split_sets: tuple[str, ...]
+    metric: str = "macro_f1"
+    accuracy: str = "accuracy"
+    split: str = "stratified 80/10/10, seed 42"
+
+    @property
+    def tagged(self) -> bool:
+        return self.metric == "entity_f1"
+
+    @property
+    def plain(self) -> str:
+        return PLAIN_NER if self.tagged else PLAIN
+
+    def columns(self) -> str:
+        metric, accuracy = ("entity F1", "token accuracy") if self.tagged else ("macro-F1", "accuracy")
+        return f"| recipe | val {metric} | test {metric} | test {accuracy} | train time | speed vs plain |"
+
+
+DATASETS = {
+    "50agree": Dataset(
+        "FPB 50agree",
+        SHARED_DATA / "financial_phrasebank" / "Sentences_50Agree.txt",
+        REPO / "configs" / "financial_phrasebank.yaml",
+        tuple(SPLIT),
+    ),
+    "allagree": Dataset(
+        "FPB allagree",
+        SHARED_DATA / "financial_phrasebank" / "Sentences_AllAgree.txt",
+        REPO / "configs" / "financial_phrasebank.yaml",
+        tuple(SPLIT),
+    ),
+    # NER: 2,000 seeded training sentences of eng.train, eng.testa selects, eng.testb scores
+    "conll2000": Dataset(
+        "CoNLL-2003 NER, 2,000 training sentences",
+        SHARED_DATA / "conll2003",
+        REPO / "configs" / "conll2003.yaml",
+        ("data.max_train_sentences=2000",),
+        "entity_f1",
+        "token_accuracy",
+        "eng.train's 2,000 seeded sentences / eng.testa / eng.testb",
+    ),
+}
 
 # One change at a time from the default recipe (name: --set overrides). Precision rows are meaningful only on a
 # machine with bf16 (the machine line says which); elsewhere `auto` is fp32 and the bf16 row is refused or equal.
@@ -70,6 +117,9 @@ ABLATIONS: dict[str, list[str]] = {
 
 DEFAULT = "tunepipe default"
 PLAIN = "plain loop (AdamW 2e-5 constant, bs16, fp32, 5 ep, best by val)"
+# the token-classification write-ups (the Hugging Face course's NER chapter): first sub-token labelled, truncation at
+# 128, AdamW 2e-5 with weight decay 0.01 and linear decay, 3 epochs; the best epoch by validation entity F1
+PLAIN_NER = "plain loop (AdamW 2e-5 linear, wd 0.01, bs16, fp32, 3 ep, best by val)"
 TIMING = (
     "Train time: the plain loop's optimizer steps only (its validation passes, model load and selection not "
     "counted); tunepipe's whole train step (model load, Trainer set-up, evaluations, early stopping, saving): the "
@@ -79,27 +129,38 @@ TIMING = (
 
 @dataclass
 class Outcome:
-    val_macro_f1: float
-    test_accuracy: float
-    test_macro_f1: float
+    val_metric: float  # macro-F1 (classification) or entity F1 (NER)
+    test_accuracy: float  # NER: token accuracy
+    test_metric: float
     train_seconds: float
 
 
-def split_files(data: Path, workdir: Path, max_rows: int | None, overrides: list[str]) -> Path:
-    """The validate step's split files for `data`, joined into one Parquet file with a `split` column (the reader
-    then keeps them as given): both contenders train, select and test on exactly these rows."""
+def split_files(spec: Dataset, workdir: Path, max_rows: int | None, overrides: list[str]) -> Path:
+    """The validate step's split files for `spec`, joined into one file with a `split` column (the reader then keeps
+    them as given; Parquet for texts, JSONL for tagged sentences, tags as IOB2): both contenders train, select and
+    test on exactly these rows."""
     from pipeline_lib.config import load_config
     from pipeline_lib.layout import SPLITS, RunDir
 
-    source = workdir / data.name
-    subset(data, source, max_rows)
-    cfg = load_config(CONFIG, [f"data.path={source}", *SPLIT, f"paths.store={workdir}/store", *overrides])
+    source = spec.data
+    if not spec.tagged:
+        source = workdir / spec.data.name
+        subset(spec.data, source, max_rows)
+    sets = [f"data.path={source}", *spec.split_sets, f"paths.store={workdir}/store", *overrides]
+    if spec.tagged and max_rows:
+        sets.append(f"data.max_train_sentences={max_rows}")
+    cfg = load_config(spec.config, sets)
     run = RunDir(workdir / "split-run")
     timed_steps(cfg, run, ("validate",))
-    joined = workdir / f"{data.stem}-splits.parquet"
     frames = [pd.read_parquet(run.split_file(split)).assign(split=split) for split in SPLITS]
-    pd.concat(frames, ignore_index=True)[["text", "label", "split"]].to_parquet(joined, index=False)
-    return joined
+    joined = pd.concat(frames, ignore_index=True)
+    if spec.tagged:
+        target = workdir / f"{spec.data.name}-splits.jsonl"
+        joined[["tokens", "tags", "split"]].to_json(target, orient="records", lines=True, force_ascii=False)
+        return target
+    target = workdir / f"{spec.data.stem}-splits.parquet"
+    joined[["text", "label", "split"]].to_parquet(target, index=False)
+    return target
 
 
 def plain_loop(splits: Path, seed: int, epochs: int = 5, lr: float = 2e-5, batch: int = 16) -> Outcome:
@@ -157,22 +218,113 @@ def plain_loop(splits: Path, seed: int, epochs: int = 5, lr: float = 2e-5, batch
     model.load_state_dict(best_state)
     test_pred, test_gold = predict(parts["test"]), gold(parts["test"])
     return Outcome(
-        val_macro_f1=best,
+        val_metric=best,
         test_accuracy=accuracy_score(test_gold, test_pred),
-        test_macro_f1=f1_score(test_gold, test_pred, average="macro"),
+        test_metric=f1_score(test_gold, test_pred, average="macro"),
         train_seconds=seconds,
     )
 
 
-def tunepipe_recipe(splits: Path, seed: int, overrides: list[str]) -> Outcome:
+def plain_ner_loop(splits: Path, seed: int, epochs: int = 3, lr: float = 2e-5, batch: int = 16) -> Outcome:
+    """The NER write-ups' loop: each word's first sub-token labelled (the rest -100), sentences truncated at 128
+    sub-tokens, AdamW (weight decay 0.01) with linear decay from 2e-5, fp32, shuffled batches, the best epoch by
+    validation entity F1. Scored like tunepipe's models: every word of whole sentences (windows), seqeval."""
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+    from pipeline_lib.hardware import detect
+    from pipeline_lib.task_types.entities import entity_metrics
+    from pipeline_lib.task_types.windows import run_windows, tags_from_logits
+    from pipeline_lib.training.modeling import resolve_model_source
+
+    torch.manual_seed(seed)
+    random.seed(seed)
+    torch.set_num_threads(detect().cores)
+    frame = pd.read_json(splits, lines=True)
+    parts = {name: frame[frame["split"] == name] for name in ("train", "validation", "test")}
+    labels = sorted({tag for tags in parts["train"]["tags"] for tag in tags}, key=lambda t: (t != "O", t[2:], t))
+    source = resolve_model_source("default")
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForTokenClassification.from_pretrained(source, num_labels=len(labels))
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": 0.01},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=lr)
+    steps = epochs * -(-len(parts["train"]) // batch)
+    schedule = get_linear_schedule_with_warmup(optimizer, 0, steps)
+
+    def batches(part: pd.DataFrame):
+        order = list(range(len(part)))
+        random.shuffle(order)
+        for start in range(0, len(order), batch):
+            rows = part.iloc[order[start : start + batch]]
+            enc = tokenizer(
+                [list(t) for t in rows["tokens"]],
+                is_split_into_words=True,
+                truncation=True,
+                max_length=128,
+                padding=True,
+                return_tensors="pt",
+            )
+            y = torch.full(enc["input_ids"].shape, -100)
+            for i, tags in enumerate(rows["tags"]):
+                previous = None
+                for j, word in enumerate(enc.word_ids(i)):
+                    if word is not None and word != previous:
+                        y[i, j] = labels.index(tags[word])
+                    previous = word
+            yield enc, y
+
+    def score(part: pd.DataFrame) -> dict:
+        model.eval()
+
+        def forward(features: dict) -> object:
+            with torch.no_grad():
+                return model(**{k: torch.from_numpy(v) for k, v in features.items()}).logits.numpy()
+
+        names = list(tokenizer.model_input_names)
+        words = [list(t) for t in part["tokens"]]
+        per_word = run_windows(forward, tokenizer, names, 128, words, 32, 64, labels.index("O"))
+        model.train()
+        return entity_metrics([list(t) for t in part["tags"]], tags_from_logits(per_word, labels))
+
+    best, best_state, seconds = -1.0, None, 0.0
+    model.train()
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for enc, y in batches(parts["train"]):
+            model(**enc, labels=y).loss.backward()
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+        seconds += time.perf_counter() - start
+        val = score(parts["validation"])["entity_f1"]
+        if val > best:
+            best, best_state = val, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    test = score(parts["test"])
+    return Outcome(
+        val_metric=best, test_accuracy=test["token_accuracy"], test_metric=test["entity_f1"], train_seconds=seconds
+    )
+
+
+def tunepipe_recipe(spec: Dataset, splits: Path, seed: int, overrides: list[str]) -> Outcome:
     """The library's tokenize → train → evaluate on the given split files, with `overrides` over the default."""
-    sets = [f"data.path={splits}", "data.format=parquet", f"train.seed={seed}", *overrides]
-    _, results, seconds = train_and_score(CONFIG, sets, ("validate", "tokenize", "train", "evaluate"))
+    sets = [f"data.path={splits}", f"train.seed={seed}"]
+    if spec.tagged:  # one JSONL file with a split column, tags already IOB2, the training sample already drawn
+        sets += ["data.format=jsonl", "data.files=null", "data.tag_scheme=iob2", "data.cross_split_duplicates=warn"]
+    else:
+        sets.append("data.format=parquet")
+    _, results, seconds = train_and_score(
+        spec.config, [*sets, *overrides], ("validate", "tokenize", "train", "evaluate")
+    )
     metrics = results["evaluate"]["metrics"]
     return Outcome(
-        val_macro_f1=float(results["train"]["best_metric"]),
-        test_accuracy=metrics["accuracy"],
-        test_macro_f1=metrics["macro_f1"],
+        val_metric=float(results["train"]["best_metric"]),
+        test_accuracy=metrics[spec.accuracy],
+        test_metric=metrics[spec.metric],
         train_seconds=seconds["train"],
     )
 
@@ -186,7 +338,7 @@ def table_row(name: str, outcomes: list[Outcome], plain_seconds: float | None) -
     seconds = statistics.fmean(o.train_seconds for o in outcomes)
     speed = f"{plain_seconds / seconds:.2f}x" if plain_seconds else "1.00x"
     return (
-        f"| {name} | {spread([o.val_macro_f1 for o in outcomes])} | {spread([o.test_macro_f1 for o in outcomes])} | "
+        f"| {name} | {spread([o.val_metric for o in outcomes])} | {spread([o.test_metric for o in outcomes])} | "
         f"{spread([o.test_accuracy for o in outcomes])} | {seconds:.0f} s | {speed} |"
     )
 
@@ -206,20 +358,23 @@ def main() -> None:
         parser.error(f"unknown ablations {unknown}; choose from {sorted(ABLATIONS)}")
 
     for dataset in args.datasets:
+        spec = DATASETS[dataset]
         kept, earlier = kept_rows(dataset, args.seeds) if args.keep_rows else ({}, "")
         with tempfile.TemporaryDirectory(prefix="tunepipe-recipe-") as tmp:
-            splits = split_files(DATASETS[dataset], Path(tmp), args.max_rows, args.overrides)
-            rows_per_split = pd.read_parquet(splits)["split"].value_counts().to_dict()
+            splits = split_files(spec, Path(tmp), args.max_rows, args.overrides)
+            frame = pd.read_json(splits, lines=True) if spec.tagged else pd.read_parquet(splits)
+            rows_per_split = frame["split"].value_counts().to_dict()
             rows = dict(kept)
-            if PLAIN not in rows:
-                rows[PLAIN] = table_row(PLAIN, [plain_loop(splits, seed) for seed in args.seeds], None)
-                print(rows[PLAIN], flush=True)
-            plain_seconds = row_means(rows[PLAIN])[3]
+            if spec.plain not in rows:
+                loop = plain_ner_loop if spec.tagged else plain_loop
+                rows[spec.plain] = table_row(spec.plain, [loop(splits, seed) for seed in args.seeds], None)
+                print(rows[spec.plain], flush=True)
+            plain_seconds = row_means(rows[spec.plain])[3]
             contenders = {DEFAULT: [], **{f"default, {name}": ABLATIONS[name] for name in names}}
             for name, sets in contenders.items():
                 if name in kept and name == DEFAULT:
                     continue
-                outcomes = [tunepipe_recipe(splits, seed, [*args.overrides, *sets]) for seed in args.seeds]
+                outcomes = [tunepipe_recipe(spec, splits, seed, [*args.overrides, *sets]) for seed in args.seeds]
                 rows[name] = table_row(name, outcomes, plain_seconds)
                 print(rows[name], flush=True)
         write_dataset_section(dataset, rows_per_split, rows, args, earlier)
@@ -240,27 +395,28 @@ def kept_rows(dataset: str, seeds: list[int]) -> tuple[dict[str, str], str]:
 
 
 def row_means(row: str) -> tuple[float, ...]:
-    """A table row's means: validation and test macro-F1, test accuracy, train seconds."""
+    """A table row's means: validation and test metric (macro-F1 or entity F1), test accuracy, train seconds."""
     cells = [cell.strip() for cell in row.strip("| ").split(" | ")]
     return tuple(float(cell.split(" ")[0]) for cell in cells[1:5])
 
 
 def write_dataset_section(dataset: str, rows_per_split: dict, rows: dict[str, str], args, earlier: str) -> None:
     """One section per dataset (a run on one set leaves the other's figures in place), with its summary row."""
+    spec = DATASETS[dataset]
     smoke = f" Smoke run on every k-th row ({args.max_rows} rows): not comparable." if args.max_rows else ""
-    title = f"FPB {dataset}"
+    title, metric = spec.title, "entity F1" if spec.tagged else "macro-F1"
     kept = f"\n\nRows kept from an earlier run ({earlier.replace('_Run ', 'run ').strip('_')})" if earlier else ""
     body = (
         f"## Default recipe against the plain loop, {title} (issue 30)\n\n"
-        f"Same split files for every row (stratified 80/10/10, seed 42; train/val/test {rows_per_split.get('train')}/"
+        f"Same split files for every row ({spec.split}; train/val/test {rows_per_split.get('train')}/"
         f"{rows_per_split.get('validation')}/{rows_per_split.get('test')}), seeds {args.seeds} (mean ± sample "
         f"standard deviation).{smoke} {TIMING}\n\n"
-        "| recipe | val macro-F1 | test macro-F1 | test accuracy | train time | speed vs plain |\n"
+        f"{spec.columns()}\n"
         "|---|---|---|---|---|---|\n" + "\n".join(rows.values()) + f"\n\nMachine: {machine()}.{kept}"
     )
-    plain, default = row_means(rows[PLAIN]), row_means(rows[DEFAULT])
+    plain, default = row_means(rows[spec.plain]), row_means(rows[DEFAULT])
     figure = (
-        f"default test macro-F1 {default[1]:.4f} vs plain {plain[1]:.4f} (val {default[0]:.4f} vs {plain[0]:.4f}), "
+        f"default test {metric} {default[1]:.4f} vs plain {plain[1]:.4f} (val {default[0]:.4f} vs {plain[0]:.4f}), "
         f"{plain[3] / default[3]:.2f}x its speed ({len(args.seeds)} seeds)"
     )
     question = f"Default recipe vs the plain loop, {title}"

@@ -169,16 +169,17 @@ class LoraSettings(_Section):
 
 
 class DistillSettings(_Section):
-    """Knowledge distillation (sequence classification; `training.distill`): the student also learns from a
-    fine-tuned teacher's soft labels. Loss alpha·CE(gold) + (1 − alpha)·T²·KL(teacher_T ‖ student_T)."""
+    """Knowledge distillation (`training.distill`): the student also learns from a fine-tuned teacher's soft labels,
+    per text (sequence classification) or per word (token classification: the first sub-token of each word in both
+    models, same tag set). Loss alpha·CE(gold) + (1 − alpha)·T²·KL(teacher_T ‖ student_T)."""
 
     # NAME@ALIAS, NAME/VERSION (the registry), a run directory or an ONNX folder; None: plain training
     teacher: str | None = None
     alpha: float = Field(0.5, ge=0, le=1)  # weight of the gold labels' cross-entropy (1: plain training)
     temperature: float = Field(2.0, gt=0)  # softens both distributions in the KL term
-    # extra in-domain texts without labels (.txt one per line; .csv/.tsv/.jsonl/.parquet: `data.text_column`): the
-    # teacher labels them and the student learns from them with the soft loss only; texts of the run's splits are
-    # left out (a test or validation text would leak into training)
+    # sequence classification: extra in-domain texts without labels (.txt one per line; .csv/.tsv/.jsonl/.parquet:
+    # `data.text_column`): the teacher labels them and the student learns from them with the soft loss only; texts
+    # of the run's splits are left out (a test or validation text would leak into training)
     unlabeled: str | None = None
 
 

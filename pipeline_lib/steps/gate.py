@@ -26,11 +26,11 @@ def gate(cfg: PipelineConfig, run: RunDir) -> GateResult:
         onnx_dir=run.onnx_dir,
         champion=champion,
     )
-    if cfg.train.distill.teacher and cfg.task == "sequence_classification":
+    if cfg.train.distill.teacher:
         from pipeline_lib.steps.teacher import teacher_figures
         from pipeline_lib.task_types import task_for
 
         y_true = task_for(cfg.task).gold(test, list(cfg.data.label_names))
-        result.teacher = teacher_figures(cfg, test["text"].astype(str).tolist(), y_true, pred)
+        result.teacher = teacher_figures(cfg, test, y_true, pred)
     write_json(run.gate_verdicts, result.to_dict())
     return result

@@ -1,12 +1,13 @@
 """The teacher of a distilled run (`train.distill.teacher`): a registered model (`NAME@ALIAS`, `NAME/VERSION`), a
 run directory or an ONNX folder, checked against the student's task and labels, and its logits for the training and
 test texts from its verified ONNX graph (the path `predict` and `score` use: no pickle, any tokenizer, since logits
-are per text), once per (teacher graph, texts), kept under `paths.cache/teacher-logits/`. The loss is
-`training.distill`'s."""
+are per text, or per word for token classification), once per (teacher graph, texts), kept under
+`paths.cache/teacher-logits/`. The loss is `training.distill`'s."""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -19,7 +20,9 @@ from pipeline_lib.config import PipelineConfig
 from pipeline_lib.data.versions import file_md5
 from pipeline_lib.layout import read_json
 from pipeline_lib.runtime.predictor import META_FILE
-from pipeline_lib.training.distill import UNLABELED, DistillError, packed_labels
+from pipeline_lib.training.distill import UNLABELED, DistillError, packed_labels, packed_token_labels
+
+TASKS = ("sequence_classification", "token_classification")
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +51,16 @@ def resolve_teacher(cfg: PipelineConfig) -> Teacher:
     folder, name, version = _teacher_folder(cfg, reference)
     meta = read_json(folder / META_FILE)
     task = meta.get("task", "sequence_classification")
-    if task != "sequence_classification" or cfg.task != "sequence_classification":
+    if task != cfg.task or task not in TASKS:
         raise DistillError(
-            f"train.distill.teacher {reference}: distillation is built for sequence classification only (teacher: "
-            f"{task}, student: {cfg.task}); remove train.distill for token classification"
+            f"train.distill.teacher {reference}: a {task} teacher cannot teach a {cfg.task} student (the task "
+            "setting); distil from a model trained for the same task on the same labels"
+        )
+    if cfg.train.distill.unlabeled and cfg.task != "sequence_classification":
+        raise DistillError(
+            f"train.distill.unlabeled {cfg.train.distill.unlabeled}: extra unlabeled texts are built for sequence "
+            "classification; remove train.distill.unlabeled for token classification (the teacher still teaches "
+            "every word of the training split)"
         )
     teacher_labels = [str(label) for label in meta["labels"]]
     student_labels = cfg.data.label_names
@@ -156,15 +165,41 @@ def unlabeled_texts(cfg: PipelineConfig, split_texts: list[str]) -> tuple[list[s
 def teacher_logits(cfg: PipelineConfig, teacher: Teacher, texts: list[str]) -> tuple[np.ndarray, bool]:
     """The teacher's logits for `texts`, columns in the student's label order (`data.label_names`), and whether
     they came from the cache (one file per teacher graph and texts, written atomically)."""
-    digest = hashlib.sha256("\n".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
+    from pipeline_lib.runtime.predictor import OnnxPredictor
+
+    content = "\n".join(texts)
+    return _cached(cfg, teacher, content, lambda: OnnxPredictor.from_dir(teacher.folder).logits(texts))
+
+
+def teacher_word_logits(
+    cfg: PipelineConfig, teacher: Teacher, sentences: list[list[str]]
+) -> tuple[list[np.ndarray], bool]:
+    """Token classification: the teacher's logits per word of each sentence (one array per sentence, columns in
+    the student's label order), through its ONNX graph at its own max_length and stride, cached like
+    `teacher_logits`. The tokenizers may differ: each model reads the words its own way, the logits are per word."""
+    from pipeline_lib.runtime.predictor import OnnxPredictor
+    from pipeline_lib.task_types.windows import sentence_logits
+
+    content = "\n".join("\x1f".join(words) for words in sentences)  # words joined by a separator no word holds
+    flat, cached = _cached(
+        cfg, teacher, f"words\n{content}", lambda: sentence_logits(OnnxPredictor.from_dir(teacher.folder), sentences)
+    )
+    bounds = np.cumsum([0, *(len(words) for words in sentences)])
+    if len(flat) != bounds[-1]:
+        raise DistillError(f"the teacher scored {len(flat)} words of {len(sentences)} sentences with {bounds[-1]}")
+    return [flat[start:end] for start, end in itertools.pairwise(bounds)], cached
+
+
+def _cached(cfg: PipelineConfig, teacher: Teacher, content: str, compute: Any) -> tuple[np.ndarray, bool]:
+    """`compute()`'s logits (texts or words by rows, the teacher's label order) from the cache, or computed and kept
+    there, keyed by the teacher's graph and `content`; returned in the student's label order."""
+    digest = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
     key = hashlib.sha256(f"{teacher.digest}|{teacher.graph}|{digest}".encode()).hexdigest()[:24]
     path = cfg.paths.cache_dir / "teacher-logits" / f"{key}.npy"
     if path.is_file():
         logits, cached = np.load(path), True
     else:
-        from pipeline_lib.runtime.predictor import OnnxPredictor
-
-        logits, cached = OnnxPredictor.from_dir(teacher.folder).logits(texts).astype(np.float32), False
+        logits, cached = np.asarray(compute(), dtype=np.float32), False
         path.parent.mkdir(parents=True, exist_ok=True)
         staged = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
         np.save(staged, logits)
@@ -176,23 +211,38 @@ def teacher_logits(cfg: PipelineConfig, teacher: Teacher, texts: list[str]) -> t
 def with_teacher(
     cfg: PipelineConfig,
     train_split: Any,
-    texts: list[str],
+    train_frame: Any,
     tokenizer: Any = None,
     split_texts: list[str] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """The tokenized training split with `labels` packed as `[gold, teacher logits...]`, and what to record. With
-    `train.distill.unlabeled`, its texts (not in `split_texts`: every split's) are tokenized with `tokenizer` and
-    appended with gold `UNLABELED` and the teacher's logits."""
+    """The tokenized training split with `labels` packed with the teacher's logits (per text, or per word for token
+    classification: `training.distill`), and what to record. `train_frame` is the training split's file (its
+    `text`, or `tokens` per sentence). With `train.distill.unlabeled`, its texts (not in `split_texts`: every
+    split's) are tokenized with `tokenizer` and appended with gold `UNLABELED` and the teacher's logits."""
     teacher = resolve_teacher(cfg)
-    logits, cached = teacher_logits(cfg, teacher, texts)
-    gold = list(train_split["labels"])
-    packed = packed_labels(gold, logits)
-    agreement = float((logits.argmax(-1) == np.asarray(gold)).mean()) if gold else 0.0
+    if cfg.task == "token_classification":
+        sentences = [[str(word) for word in words] for words in train_frame["tokens"]]
+        per_word, cached = teacher_word_logits(cfg, teacher, sentences)
+        packed = packed_token_labels(
+            list(train_split["labels"]), list(train_split["word_index"]), list(train_split["sentence"]), per_word
+        )
+        index = {tag: i for i, tag in enumerate(cfg.data.label_names)}
+        gold = np.array([index[tag] for tags in train_frame["tags"] for tag in tags], dtype=np.int64)
+        taught = np.concatenate(per_word).argmax(-1) if per_word else np.zeros(0, dtype=np.int64)
+        unit = "words"
+    else:
+        texts = train_frame["text"].astype(str).tolist()
+        logits, cached = teacher_logits(cfg, teacher, texts)
+        gold = np.asarray(train_split["labels"])
+        packed, taught, unit = packed_labels(gold.tolist(), logits), logits.argmax(-1), "rows"
+    agreement = float((taught == gold).mean()) if len(gold) else 0.0
     log.info(
-        "distilling from %s (%s): %d teacher logits %s; teacher agrees with the gold labels on %.1f%% of training rows",
+        "distilling from %s (%s): teacher logits for %d training %s %s; the teacher agrees with the gold labels on "
+        "%.1f%% of them",
         teacher.reference,
         teacher.graph,
-        len(packed),
+        len(gold),
+        unit,
         "from the cache" if cached else "computed",
         100 * agreement,
     )
@@ -206,7 +256,8 @@ def with_teacher(
         "teacher_train_agreement": round(agreement, 6),
     }
     if settings.unlabeled:
-        split, record["unlabeled"] = with_unlabeled(cfg, teacher, split, tokenizer, split_texts or texts)
+        known = split_texts if split_texts is not None else list(map(str, train_frame["text"]))
+        split, record["unlabeled"] = with_unlabeled(cfg, teacher, split, tokenizer, known)
     return split, record
 
 
@@ -245,21 +296,26 @@ def with_unlabeled(
     return concatenate_datasets([split, added]), {**counts, "logits_cached": cached}
 
 
-def teacher_figures(cfg: PipelineConfig, texts: list[str], y_true: np.ndarray, student_pred: np.ndarray) -> dict:
-    """The teacher beside its student on the same test rows: each one's `gates.compare_metric` and how often they
-    agree (the teacher scored through its ONNX graph, its test logits cached like its training ones)."""
-    from pipeline_lib.task_types.metrics import classification_metrics, flat_metrics
+def teacher_figures(cfg: PipelineConfig, test: Any, y_true: np.ndarray, student_pred: np.ndarray) -> dict:
+    """The teacher beside its student on the same test split: each one's `gates.compare_metric` and how often they
+    agree (per text, or per word for token classification; the teacher scored through its ONNX graph, its test
+    logits cached like its training ones)."""
+    from pipeline_lib.task_types import task_for
 
     teacher = resolve_teacher(cfg)
-    logits, _ = teacher_logits(cfg, teacher, texts)
-    labels, metric = cfg.data.label_names, cfg.gates.compare_metric
+    if cfg.task == "token_classification":
+        per_word, _ = teacher_word_logits(cfg, teacher, [[str(w) for w in words] for words in test["tokens"]])
+        logits = np.concatenate(per_word) if per_word else np.zeros((0, len(teacher.labels)), dtype=np.float32)
+    else:
+        logits, _ = teacher_logits(cfg, teacher, test["text"].astype(str).tolist())
+    task, labels, metric = task_for(cfg.task), list(cfg.data.label_names), cfg.gates.compare_metric
     teacher_pred = logits.argmax(-1)
     named = f"{teacher.name}/{teacher.version}" if teacher.name else teacher.reference
     return {
         "teacher": named,
         "metric": metric,
-        "teacher_metric": round(flat_metrics(classification_metrics(y_true, teacher_pred, labels))[metric], 6),
-        "student_metric": round(flat_metrics(classification_metrics(y_true, student_pred, labels))[metric], 6),
+        "teacher_metric": round(task.gate_metrics(test, y_true, teacher_pred, labels)[metric], 6),
+        "student_metric": round(task.gate_metrics(test, y_true, student_pred, labels)[metric], 6),
         "agreement": round(float((teacher_pred == student_pred).mean()), 6),
-        "rows": len(texts),
+        "rows": len(test),
     }

@@ -16,7 +16,7 @@ import pandas as pd
 from pipeline_lib import hardware
 from pipeline_lib.config import PipelineConfig, load_config
 from pipeline_lib.environment import apply_quiet_env
-from pipeline_lib.layout import RunDir, read_json, write_json
+from pipeline_lib.layout import SPLITS, RunDir, read_json, write_json
 from pipeline_lib.steps.teacher import with_teacher
 from pipeline_lib.steps.tokenize import load_tokenized
 from pipeline_lib.task_types import task_for
@@ -70,11 +70,14 @@ def train(cfg: PipelineConfig, run: RunDir, extra_callbacks: Sequence[Any] = ())
     log.info("trainable parameters (%s): %d of %d", trainable.strategy, trainable.trainable, trainable.total)
     data = load_tokenized(run)
     distilled = None
-    if cfg.train.distill.teacher:
-        texts = pd.read_parquet(run.split_file("train"), columns=["text"])["text"].astype(str).tolist()
-        every = texts + [t for s in ("validation", "test") for t in pd.read_parquet(run.split_file(s))["text"]]
-        data["train"], distilled = with_teacher(cfg, data["train"], texts, tokenizer, [str(t) for t in every])
     task = task_for(cfg.task)
+    collator = task.collator(tokenizer)
+    if cfg.train.distill.teacher:
+        frame = pd.read_parquet(run.split_file("train"))
+        every = [str(t) for s in SPLITS for t in pd.read_parquet(run.split_file(s))["text"]]
+        data["train"], distilled = with_teacher(cfg, data["train"], frame, tokenizer, every)
+        if cfg.task == "token_classification":
+            collator = distill.PackedLabelCollator(collator)
     timer = trainer_setup.step_timer()
     callbacks = [trainer_setup.epoch_logger(), trainer_setup.progress(cfg), timer, *extra_callbacks]
     if cfg.train.save_steps:
@@ -88,7 +91,7 @@ def train(cfg: PipelineConfig, run: RunDir, extra_callbacks: Sequence[Any] = ())
         train_dataset=data["train"],
         eval_dataset=data["validation"],
         processing_class=tokenizer,
-        data_collator=task.collator(tokenizer),
+        data_collator=collator,
         compute_metrics=task.compute_metrics(cfg, data["validation"]),
         callbacks=callbacks,
         compute_loss_func=distill.distillation_loss(cfg.train.distill) if distilled else None,

@@ -158,10 +158,15 @@ def tags_from_logits(per_word: Sequence[np.ndarray], labels: Sequence[str]) -> l
 def pretokenized_logits(predictor: Any, texts: list[str], batch_size: int = 32) -> np.ndarray:
     """Per-word logits of already tokenized texts (words separated by whitespace, as a validated split's
     `text` column), every text's words concatenated in order: one row per word."""
+    return sentence_logits(predictor, [text.split() for text in texts], batch_size)
+
+
+def sentence_logits(predictor: Any, sentences: list[list[str]], batch_size: int = 32) -> np.ndarray:
+    """Per-word logits of `sentences` (lists of words) through an ONNX token classifier (`OnnxPredictor`), windowed
+    at its own max_length and stride, every sentence's words concatenated in order: one row per word."""
     labels = list(predictor.labels)
     stride = int(predictor.meta.get("stride", 32))
     outside = labels.index("O") if "O" in labels else 0
-    sentences = [text.split() for text in texts]
     per_word = run_windows(
         predictor.run,
         predictor.tokenizer,
@@ -173,7 +178,7 @@ def pretokenized_logits(predictor: Any, texts: list[str], batch_size: int = 32) 
         outside,
     )
     rows = [r for r in per_word if len(r)]
-    return np.concatenate(rows) if rows else np.zeros((0, len(labels)), dtype=np.float32)
+    return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, len(labels)), dtype=np.float32)
 
 
 def run_windows(

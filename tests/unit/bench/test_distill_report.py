@@ -44,3 +44,26 @@ def test_the_distilled_student_is_judged_against_the_targets_beside_the_plain_on
     [(question, figure, target)] = distill.summary("FPB", groups, {"macro_f1": 0.84})
     assert "mpnet-base teacher: accuracy 0.8800, macro_f1 0.8700 (1 seed)" in figure
     assert question == "FPB: teacher, plain and distilled student" and target == "distilled: macro_f1 ≥ 0.84"
+
+
+def test_an_ner_section_shows_entity_metrics_and_the_teacher_as_the_reference(monkeypatch):
+    monkeypatch.setattr(distill, "machine", lambda: "test machine")
+
+    def tagged(name: str, seed: int, f1: float) -> dict:
+        return {**row(name, seed, 0, 0), "metrics": {"entity_f1": f1, "token_accuracy": 0.9}}
+
+    groups = {
+        "mpnet-base teacher": [tagged("teacher-42", 42, 0.86)],
+        "default model, plain": [tagged("plain-42", 42, 0.80)],
+        "default model, distilled": [tagged("distilled-42", 42, 0.82)],
+    }
+    spec = distill.Distillation("CoNLL", "configs/conll2003.yaml", Path("conll"), (), {}, ("entity_f1",), "testb")
+    args = argparse.Namespace(section="distill_conll", alpha=0.5, temperature=2.0)
+    body = distill.report(spec.title, groups, spec.targets, args, spec)
+    assert "| model | seeds | test entity_f1 | train s (mean) |" in body and "macro" not in body
+    assert "| distilled-42 | 42 | 80/10/10 | 3 | 0.8200 | 120 |" in body
+    assert "No target set: the teacher's figures above are the reference." in body
+    assert "Split: testb; recipe: configs/conll2003.yaml" in body
+    [(_, figure, target)] = distill.summary(spec.title, groups, spec.targets, spec.metrics)
+    assert "default model, distilled: entity_f1 0.8200 (1 seed)" in figure
+    assert target == "distilled: the teacher's figures, no target"

@@ -19,7 +19,7 @@ def args(seeds: list[int]) -> argparse.Namespace:
 
 
 def outcome(val: float, test: float, accuracy: float, seconds: float) -> recipe.Outcome:
-    return recipe.Outcome(val_macro_f1=val, test_macro_f1=test, test_accuracy=accuracy, train_seconds=seconds)
+    return recipe.Outcome(val_metric=val, test_metric=test, test_accuracy=accuracy, train_seconds=seconds)
 
 
 def test_a_later_run_keeps_the_rows_and_adds_its_own(monkeypatch, tmp_path: Path):
@@ -53,3 +53,27 @@ def test_a_later_run_keeps_the_rows_and_adds_its_own(monkeypatch, tmp_path: Path
     summary = [line for line in text.splitlines() if line.startswith("| Default recipe vs the plain loop, FPB 50agree")]
     assert len(summary) == 1 and "default test macro-F1 0.8100 vs plain 0.8200" in summary[0]
     assert "1.77x its speed (2 seeds)" in summary[0]
+
+
+def test_the_ner_section_names_entity_f1_and_the_ner_plain_loop(monkeypatch, tmp_path: Path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n")
+    for module in (_results, recipe):
+        monkeypatch.setattr(module, "RESULTS", results)
+    monkeypatch.setattr(_results, "HISTORY", tmp_path / "history")
+    monkeypatch.setattr(recipe, "machine", lambda: "test machine")
+    monkeypatch.setattr(_results, "commit", lambda: "abc1234")
+
+    spec = recipe.DATASETS["conll2000"]
+    assert spec.tagged and spec.plain == recipe.PLAIN_NER
+    plain = recipe.table_row(spec.plain, [outcome(0.70, 0.66, 0.93, 300.0)] * 2, None)
+    default = recipe.table_row(recipe.DEFAULT, [outcome(0.75, 0.70, 0.94, 150.0)] * 2, 300.0)
+    rows = {"train": 2000, "validation": 3250, "test": 3453}
+    recipe.write_dataset_section("conll2000", rows, {spec.plain: plain, recipe.DEFAULT: default}, args([1, 2]), "")
+    text = results.read_text()
+    assert "| recipe | val entity F1 | test entity F1 | test token accuracy | train time | speed vs plain |" in text
+    assert "eng.testa / eng.testb; train/val/test 2000/3250/3453" in text
+    summary = [line for line in text.splitlines() if line.startswith("| Default recipe vs the plain loop, CoNLL")]
+    assert len(summary) == 1 and "default test entity F1 0.7000 vs plain 0.6600 (val 0.7500 vs 0.7000)" in summary[0]
+    assert "2.00x its speed" in summary[0]
+    assert list(recipe.kept_rows("conll2000", [1, 2])[0]) == [spec.plain, recipe.DEFAULT]

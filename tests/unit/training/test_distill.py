@@ -159,9 +159,9 @@ def test_a_teacher_that_is_not_there_is_one_clear_error(reference: str, expected
         resolve_teacher(config(f"train.distill.teacher={reference}", f"paths.store={tmp_path}"))
 
 
-def test_token_classification_is_refused_until_built(teacher: Path):
+def test_a_teacher_of_another_task_is_refused_naming_both(teacher: Path):
     cfg = config(f"train.distill.teacher={teacher}", "task=token_classification", "data.labels=[O, B-ORG, I-ORG]")
-    with pytest.raises(DistillError, match="sequence classification only"):
+    with pytest.raises(DistillError, match="a sequence_classification teacher cannot teach a token_classification"):
         resolve_teacher(cfg)
 
 
@@ -176,7 +176,7 @@ def test_the_gate_table_shows_the_teacher_beside_its_student(teacher: Path, tmp_
     gold = np.array([STUDENT_LABELS.index(label) for _, label in ROWS])
     wanted = teacher_labels_of(teacher, texts)
     student = gold.copy()  # a student that is always right
-    figures = teacher_figures(cfg, texts, gold, student)
+    figures = teacher_figures(cfg, pd.DataFrame(ROWS, columns=["text", "label"]), gold, student)
     assert figures["teacher"] == str(teacher) and figures["rows"] == len(texts)
     assert figures["student_metric"] == 1.0
     assert figures["teacher_metric"] == pytest.approx(float((wanted == gold).mean()), abs=1e-6)
