@@ -389,8 +389,11 @@ def kept_rows(dataset: str, seeds: list[int]) -> tuple[dict[str, str], str]:
         if match.group("name") != f"recipe_{dataset}" or f"seeds {seeds} " not in body:
             continue
         rows = [line for line in body.splitlines() if line.startswith("| ") and not line.startswith("| recipe ")]
-        stamps = [line for line in body.splitlines() if line.startswith("_Run ") or line.startswith("Rows kept ")]
-        return {row.split(" | ")[0][2:]: row for row in rows}, "\n\n".join(stamps)
+        stamps = [line.strip("_") for line in body.splitlines() if line.startswith("_Run ")]
+        for line in body.splitlines():  # runs named by an earlier keep, one per paragraph
+            if line.startswith("Rows kept from earlier runs: "):
+                stamps = [*line.removeprefix("Rows kept from earlier runs: ").split("; "), *stamps]
+        return {row.split(" | ")[0][2:]: row for row in rows}, "; ".join(stamps)
     return {}, ""
 
 
@@ -405,7 +408,7 @@ def write_dataset_section(dataset: str, rows_per_split: dict, rows: dict[str, st
     spec = DATASETS[dataset]
     smoke = f" Smoke run on every k-th row ({args.max_rows} rows): not comparable." if args.max_rows else ""
     title, metric = spec.title, "entity F1" if spec.tagged else "macro-F1"
-    kept = f"\n\nRows kept from an earlier run ({earlier.replace('_Run ', 'run ').strip('_')})" if earlier else ""
+    kept = f"\n\nRows kept from earlier runs: {earlier}" if earlier else ""
     body = (
         f"## Default recipe against the plain loop, {title} (issue 30)\n\n"
         f"Same split files for every row ({spec.split}; train/val/test {rows_per_split.get('train')}/"

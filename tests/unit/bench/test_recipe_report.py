@@ -39,7 +39,7 @@ def test_a_later_run_keeps_the_rows_and_adds_its_own(monkeypatch, tmp_path: Path
     )
 
     kept, earlier = recipe.kept_rows("50agree", [1, 2])
-    assert list(kept) == [recipe.PLAIN, recipe.DEFAULT] and earlier.startswith("_Run ")
+    assert list(kept) == [recipe.PLAIN, recipe.DEFAULT] and earlier.startswith("Run ")
     assert recipe.row_means(kept[recipe.PLAIN]) == (0.81, 0.82, 0.84, 778.0)
     assert recipe.kept_rows("50agree", [1, 2, 3]) == ({}, "")  # other seeds: nothing to keep
     assert recipe.kept_rows("allagree", [1, 2]) == ({}, "")
@@ -49,7 +49,11 @@ def test_a_later_run_keeps_the_rows_and_adds_its_own(monkeypatch, tmp_path: Path
     text = results.read_text()
     assert text.count("<!-- recipe_50agree:start -->") == 1 and len(list((tmp_path / "history").iterdir())) == 1
     assert "| default, lr 3e-5 | 0.8300 ± 0.0000 | 0.8500 ± 0.0000 | 0.8600 ± 0.0000 | 389 s | 2.00x |" in text
-    assert "Rows kept from an earlier run (run " in text
+    assert "Rows kept from earlier runs: Run " in text
+    again, stamps = recipe.kept_rows("50agree", [1, 2])  # a third run keeps both runs' rows, naming both runs
+    assert list(again) == [recipe.PLAIN, recipe.DEFAULT, "default, lr 3e-5"] and stamps.count("Run ") == 2
+    recipe.write_dataset_section("50agree", split_rows, again, args([1, 2]), stamps)
+    assert results.read_text().count("Rows kept from earlier runs: Run ") == 1
     summary = [line for line in text.splitlines() if line.startswith("| Default recipe vs the plain loop, FPB 50agree")]
     assert len(summary) == 1 and "default test macro-F1 0.8100 vs plain 0.8200" in summary[0]
     assert "1.77x its speed (2 seeds)" in summary[0]
