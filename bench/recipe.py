@@ -314,7 +314,7 @@ def tunepipe_recipe(spec: Dataset, splits: Path, seed: int, overrides: list[str]
     """The library's tokenize → train → evaluate on the given split files, with `overrides` over the default."""
     sets = [f"data.path={splits}", f"train.seed={seed}"]
     if spec.tagged:  # one JSONL file with a split column, tags already IOB2, the training sample already drawn
-        sets += ["data.format=jsonl", "data.files=null", "data.tag_scheme=iob2", "data.cross_split_duplicates=warn"]
+        sets += ["data.format=jsonl", "data.files={}", "data.tag_scheme=iob2", "data.cross_split_duplicates=warn"]
     else:
         sets.append("data.format=parquet")
     _, results, seconds = train_and_score(
