@@ -118,9 +118,10 @@ DISTILL = {  # bench/distill.py: the mpnet-base teacher, the default model plain
         ("data.max_train_sentences=2000",),
         {},
         ("entity_f1", "token_accuracy"),
-        "eng.train (2,000 sentences, seeded sample) → eng.testa → eng.testb; the teacher at learning rate 5e-5 (the "
-        "NER default 1.4e-4 is the small model's)",
-        ("train.learning_rate=5e-5",),
+        "eng.train (2,000 sentences, seeded sample) → eng.testa → eng.testb; the teacher at learning rate 1e-4 (the "
+        "NER default 1.4e-4 is the small model's; at 5e-5 mpnet-base reached entity F1 0.30 on eng.testa after 2 of "
+        "its 4 epochs on 2,000 sentences)",
+        ("train.learning_rate=1e-4",),
     ),
 }
 
