@@ -420,7 +420,7 @@ def write_dataset_section(dataset: str, rows_per_split: dict, rows: dict[str, st
     plain, default = row_means(rows[spec.plain]), row_means(rows[DEFAULT])
     figure = (
         f"default test {metric} {default[1]:.4f} vs plain {plain[1]:.4f} (val {default[0]:.4f} vs {plain[0]:.4f}), "
-        f"{plain[3] / default[3]:.2f}x its speed ({len(args.seeds)} seeds)"
+        f"{plain[3] / default[3]:.2f}x its speed ({len(args.seeds)} seed{'s' if len(args.seeds) > 1 else ''})"
     )
     question = f"Default recipe vs the plain loop, {title}"
     write_section(f"recipe_{dataset}", body, [(question, figure, "≥ plain on test and val, ≥ 2x speed")])
