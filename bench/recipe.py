@@ -65,7 +65,10 @@ class Dataset:
 
     def columns(self) -> str:
         metric, accuracy = ("entity F1", "token accuracy") if self.tagged else ("macro-F1", "accuracy")
-        return f"| recipe | val {metric} | test {metric} | test {accuracy} | train time | speed vs plain |"
+        return (
+            f"| recipe | val {metric} | test {metric} | test {accuracy} | train time | speed vs plain | "
+            "optimizer steps only | speed vs plain, steps only |"
+        )
 
 
 DATASETS = {
@@ -112,6 +115,15 @@ ABLATIONS: dict[str, list[str]] = {
     "patience 1": ["train.early_stopping_patience=1"],
     "patience 4": ["train.early_stopping_patience=4"],
     "max_length 128 (the plain loop's)": ["model.max_length=128"],
+    "label smoothing 0.1": ["train.label_smoothing=0.1"],
+    "word embeddings frozen": ["train.freeze_embeddings=true"],
+    "dropout 0": ["model.dropout=0"],
+    "word embeddings frozen, dropout 0": ["train.freeze_embeddings=true", "model.dropout=0"],
+    "word embeddings frozen, dropout 0, epochs 4": [
+        "train.freeze_embeddings=true",
+        "model.dropout=0",
+        "train.epochs=4",
+    ],
 }
 
 
@@ -123,7 +135,8 @@ PLAIN_NER = "plain loop (AdamW 2e-5 linear, wd 0.01, bs16, fp32, 3 ep, best by v
 TIMING = (
     "Train time: the plain loop's optimizer steps only (its validation passes, model load and selection not "
     "counted); tunepipe's whole train step (model load, Trainer set-up, evaluations, early stopping, saving): the "
-    "speed column favours the plain loop."
+    "speed column favours the plain loop. The last two columns time both alike, optimizer steps only (forward, "
+    "backward, update; tunepipe's `step_seconds`); — where a row was measured before those columns existed."
 )
 
 
@@ -133,6 +146,7 @@ class Outcome:
     test_accuracy: float  # NER: token accuracy
     test_metric: float
     train_seconds: float
+    step_seconds: float | None = None  # inside optimizer steps only (rows measured before this column: None)
 
 
 def split_files(spec: Dataset, workdir: Path, max_rows: int | None, overrides: list[str]) -> Path:
@@ -326,6 +340,7 @@ def tunepipe_recipe(spec: Dataset, splits: Path, seed: int, overrides: list[str]
         test_accuracy=metrics[spec.accuracy],
         test_metric=metrics[spec.metric],
         train_seconds=seconds["train"],
+        step_seconds=float(results["train"]["step_seconds"]),
     )
 
 
@@ -337,9 +352,11 @@ def spread(values: list[float]) -> str:
 def table_row(name: str, outcomes: list[Outcome], plain_seconds: float | None) -> str:
     seconds = statistics.fmean(o.train_seconds for o in outcomes)
     speed = f"{plain_seconds / seconds:.2f}x" if plain_seconds else "1.00x"
+    steps = statistics.fmean(o.step_seconds or o.train_seconds for o in outcomes)
+    step_speed = f"{plain_seconds / steps:.2f}x" if plain_seconds else "1.00x"
     return (
         f"| {name} | {spread([o.val_metric for o in outcomes])} | {spread([o.test_metric for o in outcomes])} | "
-        f"{spread([o.test_accuracy for o in outcomes])} | {seconds:.0f} s | {speed} |"
+        f"{spread([o.test_accuracy for o in outcomes])} | {seconds:.0f} s | {speed} | {steps:.0f} s | {step_speed} |"
     )
 
 
@@ -403,6 +420,18 @@ def row_means(row: str) -> tuple[float, ...]:
     return tuple(float(cell.split(" ")[0]) for cell in cells[1:5])
 
 
+def full_width(row: str) -> str:
+    """A row measured before the steps-only columns existed, with those cells marked as not measured."""
+    return row if row.count(" | ") >= 7 else f"{row} — | — |"
+
+
+def steps_only(row: str) -> str:
+    """The steps-only speed of a row, for the summary (nothing for a row measured before that column)."""
+    cells = [cell.strip() for cell in row.strip("| ").split(" | ")]
+    measured = len(cells) > 7 and cells[7] != "—"
+    return f" ({cells[7]} counting optimizer steps only, as the plain loop is timed)" if measured else ""
+
+
 def write_dataset_section(dataset: str, rows_per_split: dict, rows: dict[str, str], args, earlier: str) -> None:
     """One section per dataset (a run on one set leaves the other's figures in place), with its summary row."""
     spec = DATASETS[dataset]
@@ -415,12 +444,15 @@ def write_dataset_section(dataset: str, rows_per_split: dict, rows: dict[str, st
         f"{rows_per_split.get('validation')}/{rows_per_split.get('test')}), seeds {args.seeds} (mean ± sample "
         f"standard deviation).{smoke} {TIMING}\n\n"
         f"{spec.columns()}\n"
-        "|---|---|---|---|---|---|\n" + "\n".join(rows.values()) + f"\n\nMachine: {machine()}.{kept}"
+        "|---|---|---|---|---|---|---|---|\n"
+        + "\n".join(map(full_width, rows.values()))
+        + f"\n\nMachine: {machine()}.{kept}"
     )
     plain, default = row_means(rows[spec.plain]), row_means(rows[DEFAULT])
     figure = (
         f"default test {metric} {default[1]:.4f} vs plain {plain[1]:.4f} (val {default[0]:.4f} vs {plain[0]:.4f}), "
-        f"{plain[3] / default[3]:.2f}x its speed ({len(args.seeds)} seed{'s' if len(args.seeds) > 1 else ''})"
+        f"{plain[3] / default[3]:.2f}x its speed{steps_only(rows[DEFAULT])} "
+        f"({len(args.seeds)} seed{'s' if len(args.seeds) > 1 else ''})"
     )
     question = f"Default recipe vs the plain loop, {title}"
     write_section(f"recipe_{dataset}", body, [(question, figure, "≥ plain on test and val, ≥ 2x speed")])

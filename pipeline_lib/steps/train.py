@@ -39,6 +39,7 @@ class TrainResult:
     device: str
     train_samples_per_second: float
     seconds: float
+    step_seconds: float = 0.0  # inside optimizer steps only: no evaluation, checkpoints or set-up
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,7 +56,7 @@ def train(cfg: PipelineConfig, run: RunDir, extra_callbacks: Sequence[Any] = ())
             raise ValueError("extra Trainer callbacks run in this process: train.num_processes must be 1")
         distributed.launch(cfg, run)
         summary = read_json(run.train_summary)
-        return TrainResult(**{name: summary[name] for name in TrainResult.__dataclass_fields__})
+        return TrainResult(**{name: summary[name] for name in TrainResult.__dataclass_fields__ if name in summary})
 
     start = time.perf_counter()
     capability = hardware.detect()
@@ -66,7 +67,9 @@ def train(cfg: PipelineConfig, run: RunDir, extra_callbacks: Sequence[Any] = ())
 
     source = resolve_model_source(cfg.model.name)
     tokenizer = load_tokenizer(source)
-    model, trainable = adaptation.prepare(load_classifier(source, cfg.data.label_names, cfg.task), cfg.train, cfg.task)
+    model, trainable = adaptation.prepare(
+        load_classifier(source, cfg.data.label_names, cfg.task, cfg.model.dropout), cfg.train, cfg.task
+    )
     log.info("trainable parameters (%s): %d of %d", trainable.strategy, trainable.trainable, trainable.total)
     data = load_tokenized(run)
     distilled = None
@@ -106,7 +109,7 @@ def train(cfg: PipelineConfig, run: RunDir, extra_callbacks: Sequence[Any] = ())
         log.info("resuming from %s", resume_from)
     output = trainer.train(resume_from_checkpoint=resume_from)
     if not trainer.is_world_process_zero():
-        return _result(cfg, trainer, output, precision, capability.device, start)
+        return _result(cfg, trainer, output, precision, capability.device, start, timer)
 
     shutil.rmtree(run.model_dir, ignore_errors=True)
     adaptation.merged(trainer.model).save_pretrained(str(run.model_dir))
@@ -114,7 +117,7 @@ def train(cfg: PipelineConfig, run: RunDir, extra_callbacks: Sequence[Any] = ())
     history = trainer_setup.epoch_history(trainer.state.log_history)
     write_json(run.train_history, history)
 
-    result = _result(cfg, trainer, output, precision, capability.device, start, history)
+    result = _result(cfg, trainer, output, precision, capability.device, start, timer, history)
     write_json(
         run.train_summary,
         {
@@ -123,7 +126,6 @@ def train(cfg: PipelineConfig, run: RunDir, extra_callbacks: Sequence[Any] = ())
             "trainable": trainable.to_dict(),
             "world_size": world,
             "train_loop_seconds": round(float(output.metrics.get("train_runtime", 0.0)), 3),  # Trainer.train() only
-            "step_seconds": round(timer.seconds, 3),  # optimizer steps only: no evaluation, checkpoints or set-up
             "step_samples_per_second": round(timer.samples_per_second(cfg.train, world), 3),
             **({"distill": distilled} if distilled else {}),
         },
@@ -139,6 +141,7 @@ def _result(
     precision: str,
     device: str,
     start: float,
+    timer: Any,
     history: list | None = None,
 ) -> TrainResult:
     state = trainer.state
@@ -154,6 +157,7 @@ def _result(
         device=device,
         train_samples_per_second=round(float(output.metrics.get("train_samples_per_second", 0.0)), 3),
         seconds=round(time.perf_counter() - start, 3),
+        step_seconds=round(timer.seconds, 3),
     )
 
 

@@ -39,6 +39,8 @@ def encoder_layers(model: Any) -> list[Any]:
 def apply_freezing(model: Any, train: TrainConfig) -> Any:
     """Freeze what the strategy keeps fixed; the task head always trains."""
     if train.freeze == "none":
+        if train.freeze_embeddings:
+            model.get_input_embeddings().weight.requires_grad = False
         return model
     base = getattr(model, model.base_model_prefix)
     for param in base.parameters():
@@ -78,6 +80,8 @@ def prepare(model: Any, train: TrainConfig, task: str) -> tuple[Any, TrainableSu
         raise ValueError("train.lora.enabled and train.freeze are exclusive: LoRA already freezes the encoder")
     model = apply_lora(model, train, task) if train.lora.enabled else apply_freezing(model, train)
     strategy = "lora" if train.lora.enabled else train.freeze
+    if strategy == "none" and train.freeze_embeddings:
+        strategy = "embeddings_frozen"
     params = list(model.parameters())
     summary = TrainableSummary(
         strategy=strategy,

@@ -71,21 +71,37 @@ def tokenizer_core(source: str) -> Any:
     return core
 
 
-def load_classifier(source: str, labels: list[str], task: str = "sequence_classification") -> Any:
-    """A task head on the pretrained encoder, weights from safetensors only."""
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+def load_classifier(
+    source: str, labels: list[str], task: str = "sequence_classification", dropout: float | None = None
+) -> Any:
+    """A task head on the pretrained encoder, weights from safetensors only; `dropout` replaces every dropout rate
+    of the architecture's config (hidden, attention, head), None keeps the checkpoint's."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     quiet_transformers()
     auto = AutoModelForTokenClassification if task == "token_classification" else AutoModelForSequenceClassification
     id2label = dict(enumerate(labels))
     try:
-        return auto.from_pretrained(
+        config = AutoConfig.from_pretrained(
             source,
             num_labels=len(labels),
             id2label=id2label,
             label2id={label: i for i, label in id2label.items()},
-            use_safetensors=True,
             trust_remote_code=False,
         )
+        if dropout is not None:
+            for name in dropout_fields(config):
+                setattr(config, name, dropout)
+        return auto.from_pretrained(source, config=config, use_safetensors=True, trust_remote_code=False)
     except OSError as exc:
         raise ModelSourceError(f"cannot load {source} from safetensors weights: {exc}") from exc
+
+
+def dropout_fields(config: Any) -> list[str]:
+    """The config's dropout rates (BERT `hidden_dropout_prob`, DistilBERT `attention_dropout`, a head's
+    `classifier_dropout` ...): every field named for dropout that holds a rate or None (the head's "as hidden")."""
+    return [
+        name
+        for name, value in config.to_dict().items()
+        if "dropout" in name and (value is None or isinstance(value, float)) and hasattr(config, name)
+    ]

@@ -103,6 +103,7 @@ def training_arguments(cfg: PipelineConfig, run: RunDir, precision: str, device:
         per_device_eval_batch_size=t.eval_batch_size,
         learning_rate=t.learning_rate,
         weight_decay=t.weight_decay,
+        label_smoothing_factor=t.label_smoothing,
         warmup_steps=t.warmup_ratio,
         optim="adamw_torch_fused",  # one fused kernel per step, on CPU too (torch >= 2.4)
         lr_scheduler_type="constant_with_warmup" if t.lr_scheduler == "constant" else t.lr_scheduler,

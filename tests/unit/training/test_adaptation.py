@@ -23,8 +23,13 @@ def trainable_names(model) -> set[str]:
 
 
 def test_full_fine_tuning_trains_everything(source):
-    _, summary = prepare(fresh(source), load_config(None).train, "sequence_classification")
+    _, summary = prepare(fresh(source), load_config(None, ["train.freeze_embeddings=false"]).train, "x")
     assert summary.strategy == "none" and summary.trainable == summary.total
+
+
+def test_the_classification_default_freezes_the_word_embeddings_and_the_ner_default_trains_them():
+    assert load_config(None).train.freeze_embeddings
+    assert not load_config(None, ["task=token_classification"]).train.freeze_embeddings
 
 
 def test_head_only_trains_just_the_classifier(source):
@@ -75,3 +80,26 @@ def test_lora_and_freezing_are_exclusive(source):
     cfg = load_config(None, ["train.lora.enabled=true", "train.freeze=head_only"])
     with pytest.raises(ValueError, match="exclusive"):
         prepare(fresh(source), cfg.train, "sequence_classification")
+
+
+def test_frozen_word_embeddings_keep_their_pretrained_values_while_the_rest_trains(source):
+    cfg = load_config(None, ["train.freeze_embeddings=true"])
+    model, summary = prepare(fresh(source), cfg.train, "sequence_classification")
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"bert.embeddings.word_embeddings.weight"}
+    assert summary.strategy == "embeddings_frozen"
+    assert summary.total - summary.trainable == 30522 * 384
+    before = model.get_input_embeddings().weight.detach().clone()
+    position = model.bert.embeddings.position_embeddings.weight.detach().clone()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    batch = {"input_ids": torch.tensor([[101, 2000, 2001, 102]]), "labels": torch.tensor([2])}
+    model(**batch).loss.backward()
+    optimizer.step()
+    assert torch.equal(model.get_input_embeddings().weight, before)
+    assert not torch.equal(model.bert.embeddings.position_embeddings.weight, position)
+
+
+def test_freezing_embeddings_adds_nothing_to_a_strategy_that_already_freezes_them(source):
+    cfg = load_config(None, ["train.freeze=head_only", "train.freeze_embeddings=true"])
+    model, summary = prepare(fresh(source), cfg.train, "sequence_classification")
+    assert summary.strategy == "head_only" and trainable_names(model) == {"classifier.weight", "classifier.bias"}

@@ -55,3 +55,17 @@ def test_remote_code_in_config_is_not_executed(tmp_path: Path):
     with contextlib.suppress(ModelSourceError, ValueError, OSError):
         load_classifier(str(folder), LABELS)
     assert not marker.exists()
+
+
+def test_dropout_override_reaches_every_dropout_module_and_none_keeps_the_checkpoints():
+    source = resolve_model_source("default")
+    kept = load_classifier(source, LABELS)
+    rates = {m.p for m in kept.modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates == {0.1}  # all-MiniLM-L6-v2's own hidden and attention dropout
+    changed = load_classifier(source, LABELS, dropout=0.0)
+    assert {m.p for m in changed.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
+    assert changed.config.attention_probs_dropout_prob == 0.0 and changed.config.classifier_dropout == 0.0
+    torch.manual_seed(0)
+    changed.train()
+    batch = torch.tensor([[101, 2000, 2001, 2002, 102]])
+    assert torch.equal(changed(input_ids=batch).logits, changed(input_ids=batch).logits)  # no random masks left
