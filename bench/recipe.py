@@ -3,6 +3,7 @@ ablations of the default.
 
     python bench/recipe.py [--datasets 50agree allagree] [--seeds 42 43 44] [--ablations all | none | NAME ...]
                            [--max-rows N] [--set k=v ...] [--keep-rows]
+    python bench/recipe.py --speed-check [--datasets ...] [--seeds ...]   # one epoch each, alternating, one run
 
 For each dataset: the validate step writes the stratified 80/10/10 split files (seed 42, as the literature splits
 FPB) once; then, on exactly those rows,
@@ -137,6 +138,13 @@ TIMING = (
     "counted); tunepipe's whole train step (model load, Trainer set-up, evaluations, early stopping, saving): the "
     "speed column favours the plain loop. The last two columns time both alike, optimizer steps only (forward, "
     "backward, update; tunepipe's `step_seconds`); — where a row was measured before those columns existed."
+)
+
+
+ROWS = (
+    "A row `default, X` is one change X from the default of the run that measured it (the run lines below): until "
+    "d13ac3d that default trained the word embeddings, since 502803b it freezes them. Runs hours apart on this "
+    "machine differ by up to ~10 % in time for the same work (`recipe_speed` compares speed within one run)."
 )
 
 
@@ -360,6 +368,46 @@ def table_row(name: str, outcomes: list[Outcome], plain_seconds: float | None) -
     )
 
 
+def speed_check(datasets: list[str], seeds: list[int], overrides: list[str]) -> None:
+    """Training speed free of the machine's drift: one epoch of the plain loop, then one epoch of the default, per
+    seed, alternating in one process on the same split files; optimizer steps timed alike (forward, backward, update)
+    and tunepipe's whole train step beside them."""
+    lines = []
+    for dataset in datasets:
+        spec = DATASETS[dataset]
+        if spec.tagged:
+            continue
+        with tempfile.TemporaryDirectory(prefix="tunepipe-recipe-") as tmp:
+            splits = split_files(spec, Path(tmp), None, overrides)
+            pairs = []
+            for seed in seeds:
+                plain = plain_loop(splits, seed, epochs=1)
+                ours = tunepipe_recipe(spec, splits, seed, [*overrides, "train.epochs=1"])
+                pairs.append((plain.train_seconds, ours.step_seconds or 0.0, ours.train_seconds))
+                print(dataset, seed, pairs[-1], flush=True)
+        plain_s, steps_s, whole_s = (statistics.fmean(column) for column in zip(*pairs, strict=True))
+        per_seed = ", ".join(f"{p / s:.2f}x" for p, s, _ in pairs)
+        lines.append(
+            f"| {spec.title} | {len(pairs)} | {plain_s:.1f} s | {steps_s:.1f} s | {plain_s / steps_s:.2f}x "
+            f"({per_seed}) | {whole_s:.1f} s | {plain_s / whole_s:.2f}x |"
+        )
+    body = (
+        "## Training speed against the plain loop, interleaved in one run (issue 30)\n\n"
+        "One epoch of the plain loop, then one epoch of `tunepipe`'s default (train.epochs=1), per seed, alternating "
+        "in one process on the same split files, so that the machine's drift over hours (the same 5-epoch row took "
+        "188 s and 209 s on this machine four hours apart) cannot favour either. Optimizer steps timed alike for "
+        "both (forward, backward, update; no validation); tunepipe's whole train step (model load, Trainer set-up, "
+        "its one validation pass, saving) beside them.\n\n"
+        "| data | seeds | plain loop, steps | tunepipe, steps | speed, steps (per seed) | tunepipe, whole step "
+        "| speed, whole step |\n|---|---|---|---|---|---|---|\n" + "\n".join(lines) + f"\n\nMachine: {machine()}."
+    )
+    figure = "; ".join(f"{line.split(' | ')[0][2:]}: {line.split(' | ')[4]} steps only" for line in lines)
+    write_section(
+        "recipe_speed", body, [("Default recipe's training speed vs the plain loop, one run", figure, "≥ 2x")]
+    )
+    print(body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=sorted(DATASETS))
@@ -368,7 +416,11 @@ def main() -> None:
     parser.add_argument("--max-rows", type=int, default=None, help="every k-th row only (smoke run)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="applied to every tunepipe row")
     parser.add_argument("--keep-rows", action="store_true", help="keep the section's rows; train only what is new")
+    parser.add_argument("--speed-check", action="store_true", help="only the interleaved one-epoch speed check")
     args = parser.parse_args()
+    if args.speed_check:
+        speed_check(args.datasets, args.seeds, args.overrides)
+        return
     names = list(ABLATIONS) if args.ablations == ["all"] else [] if args.ablations == ["none"] else args.ablations
     unknown = sorted(set(names) - set(ABLATIONS))
     if unknown:
@@ -442,7 +494,7 @@ def write_dataset_section(dataset: str, rows_per_split: dict, rows: dict[str, st
         f"## Default recipe against the plain loop, {title} (issue 30)\n\n"
         f"Same split files for every row ({spec.split}; train/val/test {rows_per_split.get('train')}/"
         f"{rows_per_split.get('validation')}/{rows_per_split.get('test')}), seeds {args.seeds} (mean ± sample "
-        f"standard deviation).{smoke} {TIMING}\n\n"
+        f"standard deviation).{smoke} {TIMING} {ROWS}\n\n"
         f"{spec.columns()}\n"
         "|---|---|---|---|---|---|---|---|\n"
         + "\n".join(map(full_width, rows.values()))

@@ -18,8 +18,10 @@ def args(seeds: list[int]) -> argparse.Namespace:
     return argparse.Namespace(seeds=seeds, max_rows=None)
 
 
-def outcome(val: float, test: float, accuracy: float, seconds: float) -> recipe.Outcome:
-    return recipe.Outcome(val_metric=val, test_metric=test, test_accuracy=accuracy, train_seconds=seconds)
+def outcome(val: float, test: float, accuracy: float, seconds: float, steps: float | None = None) -> recipe.Outcome:
+    return recipe.Outcome(
+        val_metric=val, test_metric=test, test_accuracy=accuracy, train_seconds=seconds, step_seconds=steps
+    )
 
 
 def test_a_later_run_keeps_the_rows_and_adds_its_own(monkeypatch, tmp_path: Path):
@@ -32,7 +34,7 @@ def test_a_later_run_keeps_the_rows_and_adds_its_own(monkeypatch, tmp_path: Path
     monkeypatch.setattr(_results, "commit", lambda: "abc1234")
 
     plain = recipe.table_row(recipe.PLAIN, [outcome(0.80, 0.84, 0.85, 780.0), outcome(0.82, 0.80, 0.83, 776.0)], None)
-    default = recipe.table_row(recipe.DEFAULT, [outcome(0.81, 0.81, 0.83, 440.0)] * 2, 778.0)
+    default = recipe.table_row(recipe.DEFAULT, [outcome(0.81, 0.81, 0.83, 440.0, 389.0)] * 2, 778.0)
     split_rows = {"train": 80, "validation": 10, "test": 10}
     recipe.write_dataset_section(
         "50agree", split_rows, {recipe.PLAIN: plain, recipe.DEFAULT: default}, args([1, 2]), ""
@@ -49,6 +51,10 @@ def test_a_later_run_keeps_the_rows_and_adds_its_own(monkeypatch, tmp_path: Path
     text = results.read_text()
     assert text.count("<!-- recipe_50agree:start -->") == 1 and len(list((tmp_path / "history").iterdir())) == 1
     assert "| default, lr 3e-5 | 0.8300 ± 0.0000 | 0.8500 ± 0.0000 | 0.8600 ± 0.0000 | 389 s | 2.00x |" in text
+    assert (
+        f"| {recipe.DEFAULT} | 0.8100 ± 0.0000 | 0.8100 ± 0.0000 | 0.8300 ± 0.0000 | 440 s | 1.77x | 389 s | 2.00x |"
+        in text
+    )
     assert "Rows kept from earlier runs: Run " in text
     again, stamps = recipe.kept_rows("50agree", [1, 2])  # a third run keeps both runs' rows, naming both runs
     assert list(again) == [recipe.PLAIN, recipe.DEFAULT, "default, lr 3e-5"] and stamps.count("Run ") == 2
@@ -56,7 +62,14 @@ def test_a_later_run_keeps_the_rows_and_adds_its_own(monkeypatch, tmp_path: Path
     assert results.read_text().count("Rows kept from earlier runs: Run ") == 1
     summary = [line for line in text.splitlines() if line.startswith("| Default recipe vs the plain loop, FPB 50agree")]
     assert len(summary) == 1 and "default test macro-F1 0.8100 vs plain 0.8200" in summary[0]
-    assert "1.77x its speed (2 seeds)" in summary[0]
+    assert "1.77x its speed (2.00x counting optimizer steps only, as the plain loop is timed) (2 seeds)" in summary[0]
+
+
+def test_a_row_from_before_the_steps_only_columns_reads_as_not_measured():
+    old = "| default, lr 3e-5 | 0.8300 ± 0.0000 | 0.8500 ± 0.0000 | 0.8600 ± 0.0000 | 389 s | 2.00x |"
+    assert recipe.full_width(old) == old + " — | — |"
+    assert recipe.row_means(recipe.full_width(old)) == (0.83, 0.85, 0.86, 389.0)
+    assert recipe.steps_only(recipe.full_width(old)) == ""
 
 
 def test_the_ner_section_names_entity_f1_and_the_ner_plain_loop(monkeypatch, tmp_path: Path):
