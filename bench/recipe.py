@@ -143,7 +143,8 @@ TIMING = (
 
 ROWS = (
     "A row `default, X` is one change X from the default of the run that measured it (the run lines below): until "
-    "d13ac3d that default trained the word embeddings, since 502803b it freezes them. Runs hours apart on this "
+    "d13ac3d the classification default trained the word embeddings, since 502803b it freezes them (the NER "
+    "default trains them). Runs hours apart on this "
     "machine differ by up to ~10 % in time for the same work (`recipe_speed` compares speed within one run)."
 )
 
