@@ -120,6 +120,8 @@ ABLATIONS: dict[str, list[str]] = {
     "word embeddings frozen": ["train.freeze_embeddings=true"],
     "dropout 0": ["model.dropout=0"],
     "word embeddings frozen, dropout 0": ["train.freeze_embeddings=true", "model.dropout=0"],
+    "bottom layer frozen (top 5 of 6 train)": ["train.freeze=top_k", "train.trainable_top_layers=5"],
+    "bottom 2 layers frozen (top 4 of 6 train)": ["train.freeze=top_k", "train.trainable_top_layers=4"],
     "word embeddings frozen, dropout 0, epochs 4": [
         "train.freeze_embeddings=true",
         "model.dropout=0",
