@@ -58,8 +58,9 @@ def test_a_later_run_keeps_the_rows_and_adds_its_own(monkeypatch, tmp_path: Path
     assert "Rows kept from earlier runs: Run " in text
     again, stamps = recipe.kept_rows("50agree", [1, 2])  # a third run keeps both runs' rows, naming both runs
     assert list(again) == [recipe.PLAIN, recipe.DEFAULT, "default, lr 3e-5"] and stamps.count("Run ") == 2
-    recipe.write_dataset_section("50agree", split_rows, again, args([1, 2]), stamps)
+    recipe.write_dataset_section("50agree", split_rows, again, args([1, 2]), stamps, default_kept=True)
     assert results.read_text().count("Rows kept from earlier runs: Run ") == 1
+    assert "(2 seeds; the default row kept from an earlier run, see the section)" in results.read_text()
     summary = [line for line in text.splitlines() if line.startswith("| Default recipe vs the plain loop, FPB 50agree")]
     assert len(summary) == 1 and "default test macro-F1 0.8100 vs plain 0.8200" in summary[0]
     assert "1.77x its speed (2.00x counting optimizer steps only, as the plain loop is timed) (2 seeds)" in summary[0]

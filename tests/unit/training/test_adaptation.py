@@ -103,3 +103,30 @@ def test_freezing_embeddings_adds_nothing_to_a_strategy_that_already_freezes_the
     cfg = load_config(None, ["train.freeze=head_only", "train.freeze_embeddings=true"])
     model, summary = prepare(fresh(source), cfg.train, "sequence_classification")
     assert summary.strategy == "head_only" and trainable_names(model) == {"classifier.weight", "classifier.bias"}
+
+
+def test_frozen_bottom_layers_stop_backpropagation_above_them(source):
+    cfg = load_config(None, ["train.frozen_bottom_layers=2"])
+    model, summary = prepare(fresh(source), cfg.train, "sequence_classification")
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert summary.strategy == "bottom_2_frozen"
+    below = ("bert.embeddings.", "bert.encoder.layer.0.", "bert.encoder.layer.1.")
+    assert all(name.startswith(below) for name in frozen)
+    assert any(name.startswith("bert.embeddings.position") for name in frozen)
+    assert not any(name.startswith("bert.encoder.layer.2.") for name in frozen)
+    # the same weights train as with train.freeze=top_k keeping the top 4 of the 6 layers
+    top_k = load_config(None, ["train.freeze=top_k", "train.trainable_top_layers=4"]).train
+    assert trainable_names(prepare(fresh(source), top_k, "sequence_classification")[0]) == trainable_names(model)
+
+    seen: list[str] = []
+    for index, layer in enumerate(encoder_layers(model)):
+        layer.register_full_backward_hook(lambda module, grad_in, grad_out, index=index: seen.append(index))
+    batch = {"input_ids": torch.tensor([[101, 2000, 2001, 102]]), "labels": torch.tensor([2])}
+    model(**batch).loss.backward()
+    assert sorted(seen) == [2, 3, 4, 5]  # no backward pass through the frozen layers
+
+
+def test_frozen_bottom_layers_must_leave_a_layer_to_train(source):
+    cfg = load_config(None, ["train.frozen_bottom_layers=6"])
+    with pytest.raises(ValueError, match="frozen_bottom_layers=6: the encoder has 6 layers"):
+        prepare(fresh(source), cfg.train, "sequence_classification")
