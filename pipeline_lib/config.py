@@ -246,6 +246,16 @@ class TrainConfig(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _one_freezing_rule(self) -> TrainConfig:
+        other = "train.lora.enabled=true" if self.lora.enabled else f"train.freeze={self.freeze}"
+        if self.frozen_bottom_layers and (self.lora.enabled or self.freeze != "none"):
+            raise ValueError(
+                f"train.frozen_bottom_layers={self.frozen_bottom_layers} with {other}: that strategy decides which "
+                "layers train by itself; set train.frozen_bottom_layers=0 (or train.freeze=none without LoRA)"
+            )
+        return self
+
 
 class SliceConfig(_Section):
     """A named subset of the test split (texts matching a regex or containing a keyword) with its own gates."""
@@ -427,12 +437,13 @@ class OutputConfig(_Section):
 # --- hyper-parameter search (`tunepipe tune`, issue 17) ---------------------------------------------------------
 
 # `tune.space` keys are config fields (`train.learning_rate`), plus `train.adaptation`: which weights train,
-# searched as one choice because `train.freeze` and `train.lora.enabled` exclude each other.
+# searched as one choice because `train.freeze` and `train.lora.enabled` exclude each other (and, but for a full
+# fine-tune, `train.frozen_bottom_layers`, which "full" keeps as the base config has it).
 ADAPTATIONS = {
     "full": {"freeze": "none", "lora": {"enabled": False}},
-    "head_only": {"freeze": "head_only", "lora": {"enabled": False}},
-    "top_k": {"freeze": "top_k", "lora": {"enabled": False}},
-    "lora": {"freeze": "none", "lora": {"enabled": True}},
+    "head_only": {"freeze": "head_only", "lora": {"enabled": False}, "frozen_bottom_layers": 0},
+    "top_k": {"freeze": "top_k", "lora": {"enabled": False}, "frozen_bottom_layers": 0},
+    "lora": {"freeze": "none", "lora": {"enabled": True}, "frozen_bottom_layers": 0},
 }
 # How training runs rather than what it learns, or what selects the model: not search parameters.
 NOT_SEARCHABLE = {

@@ -71,7 +71,9 @@ def freeze_bottom(model: Any, count: int) -> None:
             "(train.freeze=head_only trains the task head alone)"
         )
     base = getattr(model, model.base_model_prefix)
-    embeddings = getattr(base, "embeddings", None) or model.get_input_embeddings()
+    embeddings = getattr(base, "embeddings", None)
+    if embeddings is None:  # an architecture without an embeddings block: at least its input embedding matrix
+        embeddings = model.get_input_embeddings()
     for module in (embeddings, *layers[:count]):
         for param in module.parameters():
             param.requires_grad = False

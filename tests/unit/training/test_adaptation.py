@@ -118,15 +118,28 @@ def test_frozen_bottom_layers_stop_backpropagation_above_them(source):
     top_k = load_config(None, ["train.freeze=top_k", "train.trainable_top_layers=4"]).train
     assert trainable_names(prepare(fresh(source), top_k, "sequence_classification")[0]) == trainable_names(model)
 
-    seen: list[str] = []
+    graph: dict[int, bool] = {}  # layer → whether its output is in the autograd graph
+
+    def record(index):
+        def hook(module, inputs, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            graph[index] = hidden.requires_grad
+
+        return hook
+
     for index, layer in enumerate(encoder_layers(model)):
-        layer.register_full_backward_hook(lambda module, grad_in, grad_out, index=index: seen.append(index))
-    batch = {"input_ids": torch.tensor([[101, 2000, 2001, 102]]), "labels": torch.tensor([2])}
-    model(**batch).loss.backward()
-    assert sorted(seen) == [2, 3, 4, 5]  # no backward pass through the frozen layers
+        layer.register_forward_hook(record(index))
+    model(input_ids=torch.tensor([[101, 2000, 2001, 102]]), labels=torch.tensor([2])).loss.backward()
+    assert graph == {0: False, 1: False, 2: True, 3: True, 4: True, 5: True}  # backward stops above layer 1
 
 
 def test_frozen_bottom_layers_must_leave_a_layer_to_train(source):
     cfg = load_config(None, ["train.frozen_bottom_layers=6"])
     with pytest.raises(ValueError, match="frozen_bottom_layers=6: the encoder has 6 layers"):
         prepare(fresh(source), cfg.train, "sequence_classification")
+
+
+@pytest.mark.parametrize("strategy", ["train.freeze=top_k", "train.lora.enabled=true"])
+def test_frozen_bottom_layers_are_refused_beside_a_strategy_that_picks_its_own_layers(strategy):
+    with pytest.raises(ValueError, match=r"frozen_bottom_layers=1 with train\..*set train\.frozen_bottom_layers=0"):
+        load_config(None, ["train.frozen_bottom_layers=1", strategy])

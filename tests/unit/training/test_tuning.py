@@ -100,9 +100,13 @@ def test_suggestions_are_seeded_and_draw_lora_settings_only_for_lora(tmp_path: P
         assert ("train.lora.r" in params) == (params["train.adaptation"] == "lora")
         assert isinstance(params["train.epochs"], int) and 1e-5 <= params["train.learning_rate"] <= 1e-3
     lora = {"train.adaptation": "lora", "train.lora.r": 4, "train.epochs": 2}
-    assert tuning.overlay_of(lora) == {"train": {"freeze": "none", "lora": {"enabled": True, "r": 4}, "epochs": 2}}
-    trial_cfg = tuning.trial_config(config(tmp_path), lora, parallel=2)
+    assert tuning.overlay_of(lora) == {
+        "train": {"freeze": "none", "lora": {"enabled": True, "r": 4}, "frozen_bottom_layers": 0, "epochs": 2}
+    }
+    # a base that freezes its bottom layers still runs a LoRA trial (the two exclude each other)
+    trial_cfg = tuning.trial_config(config(tmp_path, "train.frozen_bottom_layers=1"), lora, parallel=2)
     assert trial_cfg.train.lora.enabled and trial_cfg.train.lora.r == 4 and trial_cfg.train.epochs == 2
+    assert trial_cfg.train.frozen_bottom_layers == 0
     assert trial_cfg.train.num_threads == max(1, (os.cpu_count() or 1) // 2) and not trial_cfg.train.resume
 
 
