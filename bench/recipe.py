@@ -115,6 +115,7 @@ ABLATIONS: dict[str, list[str]] = {
     "no early stopping": ["train.early_stopping_patience=0"],
     "patience 1": ["train.early_stopping_patience=1"],
     "patience 4": ["train.early_stopping_patience=4"],
+    "validation every 60 steps": ["train.eval_every=60"],  # AllAgree: ~twice an epoch; 50Agree: ~4 times
     "max_length 128 (the plain loop's)": ["model.max_length=128"],
     "label smoothing 0.1": ["train.label_smoothing=0.1"],
     "word embeddings frozen": ["train.freeze_embeddings=true"],
