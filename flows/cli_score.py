@@ -56,13 +56,13 @@ def score_command(
     """Score files with registered models into a resumable Parquet dataset: every input column kept, plus row_id,
     label, p_<label> (NER: entities), model, version, onnx_sha256 and scored_at. A killed run continues where it
     stopped; an output of another model version or other inputs is refused (--overwrite)."""
-    from flows.cli import _config_paths, _load, _user_errors
+    from flows.cli_common import config_paths, load_cli_config, user_errors
     from pipeline_lib.config import ConfigError, interval_seconds
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("pipeline_lib").setLevel(logging.INFO)
-    with _user_errors():
-        cfg = _load(config, overrides)
+    with user_errors():
+        cfg = load_cli_config(config, overrides)
         _check_choice("--on-bad-row", on_bad_row, ("fail", "skip"))
         _check_choice("--engine", engine, ("local", "spark"))
         if watch is not None:
@@ -87,7 +87,7 @@ def score_command(
             str(watch),
             str(output),
             model,
-            _config_paths(config),
+            config_paths(config),
             overrides or [],
             seconds,
             name=name,

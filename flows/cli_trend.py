@@ -11,8 +11,6 @@ import typer
 
 from pipeline_lib.config import ConfigError
 
-DEFAULT_CONFIG = Path("configs/default.yaml")
-
 
 def trend_overrides(
     time_column: str | None = None,
@@ -73,18 +71,15 @@ def trend(
     """Share of the watched label and a sentiment index per group and window of a scored dataset; the latest
     window of each group against its trailing baseline (one-sided Fisher exact test, Benjamini-Hochberg across
     groups). Writes trend.json and an HTML report; sends each new alert once. Exit 2 on a surge."""
-    from pipeline_lib.config import load_config
+    from flows.cli_common import load_cli_config
     from pipeline_lib.monitoring.alerts import NotifyError
     from pipeline_lib.monitoring.alerts import notify as send_alerts
     from pipeline_lib.monitoring.scored import TrendError
     from pipeline_lib.monitoring.trend import run_trend
-    from pipeline_lib.roots import confine
 
     try:
-        files = [str(p) for p in config] if config else ([str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else None)
         sets = [*(overrides or []), *trend_overrides(time_column, by, window, label, baseline_windows, notify, engine)]
-        cfg = load_config(files, sets)
-        confine(cfg)
+        cfg = load_cli_config(config, sets)
         report = run_trend(cfg, scored, html)
     except (ConfigError, TrendError, FileNotFoundError) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)

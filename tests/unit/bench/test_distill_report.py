@@ -4,8 +4,11 @@ the targets, with the plain student's figure beside it and by how much a target 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[3] / "bench"
 sys.path.insert(0, str(BENCH))
@@ -67,3 +70,14 @@ def test_an_ner_section_shows_entity_metrics_and_the_teacher_as_the_reference(mo
     [(_, figure, target)] = distill.summary(spec.title, groups, spec.targets, spec.metrics)
     assert "default model, distilled: entity_f1 0.8200 (1 seed)" in figure
     assert target == "distilled: the teacher's figures, no target"
+
+
+def test_a_kept_work_folder_gives_back_its_finished_runs_and_refuses_other_settings(tmp_path, monkeypatch):
+    monkeypatch.setattr(distill, "timed_steps", lambda *a: pytest.fail("a kept run was trained again"))
+    sets = ["data.path=/data/fpb.txt", "train.seed=43"]
+    (tmp_path / "plain-43").mkdir()
+    (tmp_path / "plain-43" / distill.ROW_FILE).write_text(json.dumps({**row("plain-43", 43, 0.8, 0.79), "sets": sets}))
+
+    assert distill.train_one(["base.yaml"], sets, tmp_path, "plain-43")["metrics"]["macro_f1"] == 0.79
+    with pytest.raises(SystemExit, match=r"plain-43.*other settings.*train\.seed=43"):
+        distill.train_one(["base.yaml"], ["data.path=/data/fpb.txt", "train.seed=44"], tmp_path, "plain-43")
