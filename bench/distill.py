@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import statistics
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _results import REPO, commit, machine, subset, timed_steps, write_section
+from _results import REPO, SHARED_DATA, commit, machine, subset, timed_steps, write_section
 
 STEPS = ("validate", "tokenize", "train", "export", "evaluate")
 METRICS = ("accuracy", "macro_f1")
@@ -44,6 +45,51 @@ class Distillation:
 
 
 ROW_FILE = "bench_row.json"  # a finished run's figures, in its run folder
+DISTILLED = "default model, distilled"
+WITH_UNLABELED = "default model, distilled + unlabeled texts"
+# Words of company and market news: what makes a CoNLL-2003 (Reuters, 1996) sentence an unlabeled text for a
+# financial-sentiment teacher to label (`--unlabeled conll-finance`).
+FINANCE_WORDS = re.compile(
+    r"\b(percent|pct|profits?|losses|sales|revenues?|shares|earnings|dividends?|turnover|net income|operating|"
+    r"quarter|fiscal|million|billion|mln|bln|stake|acquisition|merger|takeover|shareholders|investors|stocks?|"
+    r"bonds?|orders|contract|forecast|outlook)\b",
+    re.IGNORECASE,
+)
+
+
+def conll_finance_sentences(conll_dir: Path, out: Path) -> int:
+    """Write the CoNLL-2003 sentences (all three files) that read like company or market news, one per line: 8-60
+    tokens, at least 6 words, not a headline or table row (at most a third of the words in capitals), a finance word,
+    each once. Returns how many."""
+    sentences, tokens = [], []
+    for name in ("eng.train", "eng.testa", "eng.testb"):
+        for line in (conll_dir / name).read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.startswith("-DOCSTART-"):
+                tokens.append(line.split()[0])
+            elif tokens:
+                sentences.append(tokens)
+                tokens = []
+    if tokens:
+        sentences.append(tokens)
+    kept: dict[str, None] = {}
+    for sentence in sentences:
+        text, words = " ".join(sentence), [t for t in sentence if t.isalpha()]
+        capitals = sum(w.isupper() and len(w) > 1 for w in words)
+        if 8 <= len(sentence) <= 60 and len(words) >= 6 and capitals <= len(words) / 3 and FINANCE_WORDS.search(text):
+            kept.setdefault(text)
+    out.write_text("".join(f"{text}\n" for text in kept), encoding="utf-8")
+    return len(kept)
+
+
+def unlabeled_texts(choice: str | None, work: Path) -> Path | None:
+    """`--unlabeled`: a file of texts, or `conll-finance` (built in the work folder from ../shared/data/conll2003)."""
+    if not choice:
+        return None
+    if choice == "conll-finance":
+        out = work / "unlabeled-conll-finance.txt"
+        print(f"[unlabeled] {conll_finance_sentences(SHARED_DATA / 'conll2003', out)} CoNLL-2003 sentences", flush=True)
+        return out
+    return Path(choice).resolve()
 
 
 def train_one(base: list[str], sets: list[str], work: Path, name: str, metrics: tuple[str, ...] = METRICS) -> dict:
@@ -140,22 +186,26 @@ def report(
             lines.append(
                 f"| {r['name']} | {r['seed']} | {split} | {r['epochs_run']} | {shown} | {r['wall_s']:.0f} | {r.get('measured', '—')} |"
             )
-    distilled = groups.get("default model, distilled") or []
     lines += [
         "",
         "Targets for the distilled student (FinBERT's figures):"
         if targets
         else "No target set: the teacher's figures above are the reference.",
     ]
-    for metric, target in targets.items():
-        if not distilled:
-            lines.append(f"- {metric} ≥ {target}: not measured (no distilled run)")
+    plain = groups.get("default model, plain") or []
+    for label in (DISTILLED, WITH_UNLABELED):
+        distilled = groups.get(label) or []
+        if label == WITH_UNLABELED and not distilled:
             continue
-        mean = statistics.fmean(r["metrics"][metric] for r in distilled)
-        plain = groups.get("default model, plain") or []
-        gain = f"; plain {statistics.fmean(r['metrics'][metric] for r in plain):.4f}" if plain else ""
-        verdict = "**met**" if mean >= target else f"**missed by {target - mean:.4f}**"
-        lines.append(f"- {metric}: distilled mean {mean:.4f}{gain}; target ≥ {target}: {verdict}.")
+        which = "distilled" if label == DISTILLED else "distilled + unlabeled"
+        for metric, target in targets.items():
+            if not distilled:
+                lines.append(f"- {metric} ≥ {target}: not measured (no distilled run)")
+                continue
+            mean = statistics.fmean(r["metrics"][metric] for r in distilled)
+            gain = f"; plain {statistics.fmean(r['metrics'][metric] for r in plain):.4f}" if plain else ""
+            verdict = "**met**" if mean >= target else f"**missed by {target - mean:.4f}**"
+            lines.append(f"- {metric}: {which} mean {mean:.4f}{gain}; target ≥ {target}: {verdict}.")
     total = sum(r["wall_s"] for rows in groups.values() for r in rows)
     lines += ["", f"Cost: {total:.0f} s wall in all. Machine: {machine()}."]
     return "\n".join(lines)
@@ -193,7 +243,10 @@ def run(args: argparse.Namespace, spec: Distillation, data: Path) -> None:
         seeds = args.seeds or [42, 43, 44]
         teacher_seeds = args.teacher_seeds or seeds[:1]
         groups: dict[str, list[dict]] = {"mpnet-base teacher": [], "default model, plain": []}
-        groups["default model, distilled"] = []
+        groups[DISTILLED] = []
+        unlabeled = unlabeled_texts(args.unlabeled, work)
+        if unlabeled:
+            groups[WITH_UNLABELED] = []
         for seed in teacher_seeds:
             teacher_sets = [*common, "model.name=mpnet-base", *spec.teacher_sets, f"train.seed={seed}"]
             groups["mpnet-base teacher"].append(train_one(base, teacher_sets, work, f"teacher-{seed}", metrics))
@@ -207,7 +260,10 @@ def run(args: argparse.Namespace, spec: Distillation, data: Path) -> None:
             plain = [*common, f"train.seed={seed}"]
             groups["default model, plain"].append(train_one(base, plain, work, f"plain-{seed}", metrics))
             distilled = train_one(base, [*plain, *distill], work, f"distilled-{seed}", metrics)
-            groups["default model, distilled"].append(distilled)
+            groups[DISTILLED].append(distilled)
+            if unlabeled:
+                more = [*plain, *distill, f"train.distill.unlabeled={unlabeled}"]
+                groups[WITH_UNLABELED].append(train_one(base, more, work, f"distilled-unlabeled-{seed}", metrics))
         body = report(spec.title, groups, spec.targets, args, spec)
         if args.max_rows:
             body += f"\n\n(Smoke run on {args.max_rows} rows of {data.name}: the figures are not the benchmark's.)"

@@ -5,7 +5,7 @@ recipe trained with several seeds and scored once on the test split; figures, co
     python bench/quality.py fpb-all [--trials 20] [--seeds 42 43 44]   # FPB AllAgree, same split
     python bench/quality.py conll   [--trials 8] [--search-rows 4000] [--seeds 42]   # eng.train / testa / testb
     python bench/quality.py mpnet   [--recipe configs/tuned/quality-fpb50.yaml] [--trials 0] [--seeds 42]
-    python bench/quality.py distill [--seeds 42 43 44] [--teacher-seeds 42] [--work DIR]   # issue 31: bench/distill.py
+    python bench/quality.py distill [--seeds 42 43 44] [--teacher-seeds 42] [--work DIR] [--unlabeled FILE|conll-finance]
     python bench/quality.py distill-all [--seeds 42 43 44]                    # the same on AllAgree
     python bench/quality.py distill-conll [--seeds 42]                        # per word, CoNLL-2003 (2,000)
 
@@ -304,6 +304,9 @@ def main() -> None:
     parser.add_argument("--teacher-seeds", type=int, nargs="+", default=None, help="distill: teacher seeds")
     parser.add_argument("--alpha", type=float, default=0.5, help="distill: train.distill.alpha")
     parser.add_argument("--temperature", type=float, default=2.0, help="distill: train.distill.temperature")
+    parser.add_argument(
+        "--unlabeled", default=None, help="distill: also distil with train.distill.unlabeled=FILE (or conll-finance)"
+    )
     parser.add_argument("--work", default=None, help="distill: a work folder to keep; its finished runs are reused")
     args = parser.parse_args()
     if args.kind in DISTILL:

@@ -81,3 +81,48 @@ def test_a_kept_work_folder_gives_back_its_finished_runs_and_refuses_other_setti
     assert distill.train_one(["base.yaml"], sets, tmp_path, "plain-43")["metrics"]["macro_f1"] == 0.79
     with pytest.raises(SystemExit, match=r"plain-43.*other settings.*train\.seed=43"):
         distill.train_one(["base.yaml"], ["data.path=/data/fpb.txt", "train.seed=44"], tmp_path, "plain-43")
+
+
+def test_conll_finance_sentences_keep_company_news_once_and_drop_headlines_sport_and_fragments(tmp_path):
+    def sentence(text: str) -> str:
+        return "".join(f"{token} NN I-NP O\n" for token in text.split()) + "\n"
+
+    news = "Net profit rose 12 percent to 45 million guilders in the first half , the company said ."
+    files = {
+        "eng.train": "-DOCSTART- -X- O O\n\n"
+        + sentence(news)
+        + sentence("SOCCER - JAPAN GET LUCKY WIN , CHINA IN SURPRISE DEFEAT .")  # a headline
+        + sentence("Shares fell .")  # too short
+        + sentence(
+            "The striker scored twice in the second half as the home side won the match 3-1 ."
+        ),  # no finance word
+        "eng.testa": sentence(news),  # the same sentence in another file: kept once
+        "eng.testb": sentence(
+            "Analysts expect the bank to report higher earnings when it announces results next week ."
+        ),
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+
+    out = tmp_path / "unlabeled.txt"
+    assert distill.conll_finance_sentences(tmp_path, out) == 2
+    assert out.read_text(encoding="utf-8").splitlines() == [
+        news,
+        "Analysts expect the bank to report higher earnings when it announces results next week .",
+    ]
+
+
+def test_distillation_with_unlabeled_texts_gets_its_own_verdict_beside_the_plain_student(monkeypatch):
+    monkeypatch.setattr(distill, "machine", lambda: "test machine")
+    groups = {
+        "mpnet-base teacher": [row("teacher-42", 42, 0.88, 0.87)],
+        "default model, plain": [row("plain-42", 42, 0.83, 0.82)],
+        distill.DISTILLED: [row("distilled-42", 42, 0.84, 0.82)],
+        distill.WITH_UNLABELED: [row("distilled-unlabeled-42", 42, 0.86, 0.845)],
+    }
+    args = argparse.Namespace(section="distill", alpha=0.5, temperature=2.0)
+    body = distill.report("FPB", groups, {"macro_f1": 0.84}, args)
+
+    assert "- macro_f1: distilled mean 0.8200; plain 0.8200; target ≥ 0.84: **missed by 0.0200**." in body
+    assert "- macro_f1: distilled + unlabeled mean 0.8450; plain 0.8200; target ≥ 0.84: **met**." in body
+    assert "| default model, distilled + unlabeled texts | 42 | 0.8600 | 0.8450 |" in body
