@@ -9,6 +9,10 @@ scratch folder with one store, so the teacher's logits are computed once (throug
 step cache to every distilled seed. The scratch folder is removed at the end, unless `--work DIR` names one to keep:
 then a run whose figures are already in DIR is read back, not trained again, so a later invocation adds teacher or
 student seeds (or another alpha and temperature) beside the runs it has, with the teacher's logits still cached.
+
+`--search N` first searches alpha and temperature for the student with `tunepipe tune` (the first student seed,
+selected on validation: the given pair, then a 3x3 grid), and where another pair wins, trains every student seed with
+it too, as its own row with its own verdict.
 """
 
 from __future__ import annotations
@@ -45,7 +49,11 @@ class Distillation:
 
 
 ROW_FILE = "bench_row.json"  # a finished run's figures, in its run folder
+SEARCH_FILE = "search.json"  # the alpha and temperature search's result, in the work folder
 DISTILLED = "default model, distilled"
+SEARCHED = "default model, distilled, searched alpha and T"
+# `--search`: the base values (alpha 0.5, T 2) first, then the rest of this grid, enqueued in this order
+ALPHAS, TEMPERATURES = (0.2, 0.5, 0.8), (1.0, 2.0, 4.0)
 WITH_UNLABELED = "default model, distilled + unlabeled texts"
 # Words of company and market news: what makes a CoNLL-2003 (Reuters, 1996) sentence an unlabeled text for a
 # financial-sentiment teacher to label (`--unlabeled conll-finance`).
@@ -92,18 +100,49 @@ def unlabeled_texts(choice: str | None, work: Path) -> Path | None:
     return Path(choice).resolve()
 
 
+def recipe_of(base: list[str], sets: list[str]) -> dict:
+    """The resolved `model` and `train` sections a run with these settings trains with (the config files' values
+    included: a kept run from before a recipe change must not pass for one after it)."""
+    from pipeline_lib.config import load_config
+
+    cfg = load_config(base, sets)
+    return json.loads(
+        json.dumps({"model": cfg.model.model_dump(mode="json"), "train": cfg.train.model_dump(mode="json")})
+    )
+
+
+def recipe_changes(kept: dict | None, now: dict) -> list[str]:
+    """`section.field: kept → now` for every field both recipes have and disagree on (a field added to the config
+    since the kept run is not a change)."""
+    if kept is None:
+        return []
+    changes = []
+    for section, fields in now.items():
+        for name, value in fields.items():
+            before = kept.get(section, {}).get(name, value)
+            if before != value:
+                changes.append(f"{section}.{name}: {before!r} → {value!r}")
+    return changes
+
+
 def train_one(base: list[str], sets: list[str], work: Path, name: str, metrics: tuple[str, ...] = METRICS) -> dict:
     """One model through the library's steps in `work/name`, sharing `work/store`; its figures and timings (read
-    back from `work/name` when a kept work folder already holds that run with the same settings)."""
-    kept = work / name / ROW_FILE
+    back from `work/name` when a kept work folder already holds that run with the same settings and recipe)."""
+    kept, recipe = work / name / ROW_FILE, recipe_of(base, sets)
     if kept.is_file():
         row = json.loads(kept.read_text())
-        if row.get("sets") == sets:
-            print(f"[{name}] kept from an earlier invocation ({kept})", flush=True)
-            return row
-        raise SystemExit(
-            f"{kept}: that run had other settings ({row.get('sets')}); remove {work / name} or use another --work"
-        )
+        if row.get("sets") != sets:
+            raise SystemExit(
+                f"{kept}: that run had other settings ({row.get('sets')}); remove {work / name} or use another --work"
+            )
+        changed = recipe_changes(row.get("recipe"), recipe)
+        if changed:
+            raise SystemExit(
+                f"{kept}: the recipe changed since that run ({'; '.join(changed)}); remove {work / name} or use "
+                "another --work"
+            )
+        print(f"[{name}] kept from an earlier invocation ({kept})", flush=True)
+        return row
     from pipeline_lib.config import load_config
     from pipeline_lib.environment import apply_quiet_env
     from pipeline_lib.layout import RunDir
@@ -129,12 +168,99 @@ def train_one(base: list[str], sets: list[str], work: Path, name: str, metrics: 
         "distill": results["train"].get("distill"),
         "run_dir": str(work / name),
         "sets": sets,
+        "recipe": recipe,
         "measured": f"{time.strftime('%Y-%m-%d', time.gmtime())}, {commit()}",
     }
     kept.write_text(json.dumps(row, indent=1, default=str))
     shown = " ".join(f"{m}={row['metrics'][m]:.4f}" for m in metrics)
     print(f"[{name}] {shown} ({row['wall_s']:.0f} s)", flush=True)
     return row
+
+
+def search_alpha_temperature(base: list[str], sets: list[str], work: Path, trials: int) -> dict:
+    """`tunepipe tune` over train.distill.alpha and temperature for the student with `sets` (its seed, its teacher):
+    the base values first, then the ALPHAS x TEMPERATURES grid, to `trials` finished trials (the median pruner may
+    stop a trial after an epoch), selected on validation. Its result and wall seconds, kept in the work folder and
+    read back when the settings match (more trials continue the study)."""
+    kept = work / SEARCH_FILE
+    earlier = json.loads(kept.read_text()) if kept.is_file() else None
+    if earlier and earlier.get("sets") != sets:
+        raise SystemExit(
+            f"{kept}: that search had other settings ({earlier.get('sets')}); remove it or use another --work"
+        )
+    if earlier and earlier["finished"] >= trials:
+        print(f"[search] kept from an earlier invocation ({kept})", flush=True)
+        return earlier
+    from pipeline_lib.commands.tune import tune
+    from pipeline_lib.config import load_config
+    from pipeline_lib.environment import apply_quiet_env
+
+    apply_quiet_env()
+    alpha, temperature = "train.distill.alpha", "train.distill.temperature"
+    space = f"{{{alpha}: {{choices: {list(ALPHAS)}}}, {temperature}: {{choices: {list(TEMPERATURES)}}}}}"
+    placed = [
+        f"paths.store={work / 'store'}",
+        f"paths.artifacts={work / 'artifacts'}",
+        f"paths.write_roots=[., {work}]",
+        f"tune.overlay_dir={work / 'tuned'}",
+        "tune.study=distill-alpha-temperature",
+        f"tune.trials={trials}",
+        f"tune.space={space}",
+    ]
+    given = load_config(base, [*sets, *placed]).train.distill
+    pairs = [(a, t) for a in ALPHAS for t in TEMPERATURES if (a, t) != (given.alpha, given.temperature)]
+    grid = ", ".join(f"{{{alpha}: {a}, {temperature}: {t}}}" for a, t in pairs)  # the baseline runs first anyway
+    cfg = load_config(base, [*sets, *placed, f"tune.enqueue=[{grid}]"])
+    start = time.perf_counter()
+    found = tune(cfg, base).to_dict()
+    found |= {
+        "sets": sets,
+        "finished": sum(n for state, n in found["trials"].items() if state in ("COMPLETE", "PRUNED")),
+        "wall_s": time.perf_counter() - start + (earlier or {}).get("wall_s", 0.0),
+        "measured": f"{time.strftime('%Y-%m-%d', time.gmtime())}, {commit()}",
+    }
+    kept.write_text(json.dumps(found, indent=1, default=str))
+    return found
+
+
+def search_table(found: dict) -> list[str]:
+    """Every trial of the alpha and temperature search with its validation figure, best first."""
+    lines = [
+        f"| trial | alpha | temperature | validation {found['metric']} | state |",
+        "|---|---|---|---|---|",
+    ]
+    ranked = sorted(found["ran"], key=lambda r: (r["value"] is None, -(r["value"] or 0.0), r["number"]))
+    for r in ranked:
+        value = "—" if r["value"] is None else f"{r['value']:.4f}"
+        params = r["params"]
+        lines.append(
+            f"| {r['number']} | {params.get('train.distill.alpha', '—')} | "
+            f"{params.get('train.distill.temperature', '—')} | {value} | {r['state'].lower()} |"
+        )
+    return lines
+
+
+def search_section(found: dict, args: argparse.Namespace) -> list[str]:
+    """What the alpha and temperature search tried, what won on validation, and what was trained with it."""
+    best = found["params"]
+    alpha, temperature = best["train.distill.alpha"], best["train.distill.temperature"]
+    kept = (alpha, temperature) == (args.alpha, args.temperature)
+    outcome = (
+        "the given values win, so the distilled rows above are the searched recipe"
+        if kept
+        else f"the row `{SEARCHED}` trains every seed with them"
+    )
+    return [
+        f"Search over alpha and temperature (`tunepipe tune`, the first student seed, selected on validation "
+        f"{found['metric']}; alpha {args.alpha} and T {args.temperature} first, then the grid alpha "
+        f"{'/'.join(map(str, ALPHAS))} x T {'/'.join(f'{t:g}' for t in TEMPERATURES)}; the median pruner may stop "
+        f"a trial after its first epochs): best trial {found['best_trial']}, alpha {alpha}, T {temperature:g}, "
+        f"validation {found['best_value']:.4f}; {outcome}. {found['finished']} trials, {found['wall_s']:.0f} s, "
+        f"measured {found['measured']}. The validation split is small: a difference under its spread over seeds "
+        "(the plain rows') is not a finding.",
+        "",
+        *search_table(found),
+    ]
 
 
 def spread(values: list[float]) -> str:
@@ -153,6 +279,7 @@ def report(
     targets: dict[str, float],
     args: argparse.Namespace,
     spec: Distillation | None = None,
+    found: dict | None = None,
 ) -> str:
     metrics, split = (spec.metrics, spec.split) if spec else (METRICS, FPB_SPLIT)
     config = spec.config if spec else "configs/financial_phrasebank.yaml"
@@ -193,11 +320,12 @@ def report(
         else "No target set: the teacher's figures above are the reference.",
     ]
     plain = groups.get("default model, plain") or []
-    for label in (DISTILLED, WITH_UNLABELED):
+    shown_as = {DISTILLED: "distilled", SEARCHED: "distilled with the searched alpha and T"}
+    for label in (DISTILLED, SEARCHED, WITH_UNLABELED):
         distilled = groups.get(label) or []
-        if label == WITH_UNLABELED and not distilled:
+        if label != DISTILLED and not distilled:
             continue
-        which = "distilled" if label == DISTILLED else "distilled + unlabeled"
+        which = shown_as.get(label, "distilled + unlabeled")
         for metric, target in targets.items():
             if not distilled:
                 lines.append(f"- {metric} ≥ {target}: not measured (no distilled run)")
@@ -206,7 +334,9 @@ def report(
             gain = f"; plain {statistics.fmean(r['metrics'][metric] for r in plain):.4f}" if plain else ""
             verdict = "**met**" if mean >= target else f"**missed by {target - mean:.4f}**"
             lines.append(f"- {metric}: {which} mean {mean:.4f}{gain}; target ≥ {target}: {verdict}.")
-    total = sum(r["wall_s"] for rows in groups.values() for r in rows)
+    if found:
+        lines += ["", *search_section(found, args)]
+    total = sum(r["wall_s"] for rows in groups.values() for r in rows) + (found or {}).get("wall_s", 0.0)
     lines += ["", f"Cost: {total:.0f} s wall in all. Machine: {machine()}."]
     return "\n".join(lines)
 
@@ -256,15 +386,25 @@ def run(args: argparse.Namespace, spec: Distillation, data: Path) -> None:
             f"train.distill.alpha={args.alpha}",
             f"train.distill.temperature={args.temperature}",
         ]
+        searched, found = [], None
+        if args.search:
+            found = search_alpha_temperature(base, [*common, *distill, f"train.seed={seeds[0]}"], work, args.search)
+            best = found["params"]
+            if (best["train.distill.alpha"], best["train.distill.temperature"]) != (args.alpha, args.temperature):
+                searched = [f"train.distill.{key.rsplit('.', 1)[1]}={value}" for key, value in best.items()]
+                groups[SEARCHED] = []
         for seed in seeds:
             plain = [*common, f"train.seed={seed}"]
             groups["default model, plain"].append(train_one(base, plain, work, f"plain-{seed}", metrics))
             distilled = train_one(base, [*plain, *distill], work, f"distilled-{seed}", metrics)
             groups[DISTILLED].append(distilled)
+            if searched:
+                tuned = train_one(base, [*plain, *distill, *searched], work, f"distilled-searched-{seed}", metrics)
+                groups[SEARCHED].append(tuned)
             if unlabeled:
                 more = [*plain, *distill, f"train.distill.unlabeled={unlabeled}"]
                 groups[WITH_UNLABELED].append(train_one(base, more, work, f"distilled-unlabeled-{seed}", metrics))
-        body = report(spec.title, groups, spec.targets, args, spec)
+        body = report(spec.title, groups, spec.targets, args, spec, found)
         if args.max_rows:
             body += f"\n\n(Smoke run on {args.max_rows} rows of {data.name}: the figures are not the benchmark's.)"
         write_section(args.section, body, summary(spec.title, groups, spec.targets, metrics))

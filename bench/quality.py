@@ -307,6 +307,12 @@ def main() -> None:
     parser.add_argument(
         "--unlabeled", default=None, help="distill: also distil with train.distill.unlabeled=FILE (or conll-finance)"
     )
+    parser.add_argument(
+        "--search",
+        type=int,
+        default=0,
+        help="distill: search alpha and T with tunepipe tune, to N trials (9: the grid)",
+    )
     parser.add_argument("--work", default=None, help="distill: a work folder to keep; its finished runs are reused")
     args = parser.parse_args()
     if args.kind in DISTILL:

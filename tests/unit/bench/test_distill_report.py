@@ -30,6 +30,16 @@ def row(name: str, seed: int, accuracy: float, macro_f1: float) -> dict:
     }
 
 
+def one_seed_groups(label: str, extra: dict) -> dict[str, list[dict]]:
+    """Teacher, plain and distilled on seed 42, and one more group `label` holding `extra`."""
+    return {
+        "mpnet-base teacher": [row("teacher-42", 42, 0.88, 0.87)],
+        "default model, plain": [row("plain-42", 42, 0.83, 0.82)],
+        distill.DISTILLED: [row("distilled-42", 42, 0.84, 0.82)],
+        label: [extra],
+    }
+
+
 def test_the_distilled_student_is_judged_against_the_targets_beside_the_plain_one(monkeypatch):
     monkeypatch.setattr(distill, "machine", lambda: "test machine")
     groups = {
@@ -74,13 +84,22 @@ def test_an_ner_section_shows_entity_metrics_and_the_teacher_as_the_reference(mo
 
 def test_a_kept_work_folder_gives_back_its_finished_runs_and_refuses_other_settings(tmp_path, monkeypatch):
     monkeypatch.setattr(distill, "timed_steps", lambda *a: pytest.fail("a kept run was trained again"))
+    base = [str(distill.REPO / "configs" / "financial_phrasebank.yaml")]
     sets = ["data.path=/data/fpb.txt", "train.seed=43"]
+    recipe = distill.recipe_of(base, sets)
+    kept = {**row("plain-43", 43, 0.8, 0.79), "sets": sets, "recipe": recipe}
     (tmp_path / "plain-43").mkdir()
-    (tmp_path / "plain-43" / distill.ROW_FILE).write_text(json.dumps({**row("plain-43", 43, 0.8, 0.79), "sets": sets}))
+    (tmp_path / "plain-43" / distill.ROW_FILE).write_text(json.dumps(kept))
 
-    assert distill.train_one(["base.yaml"], sets, tmp_path, "plain-43")["metrics"]["macro_f1"] == 0.79
+    assert distill.train_one(base, sets, tmp_path, "plain-43")["metrics"]["macro_f1"] == 0.79
     with pytest.raises(SystemExit, match=r"plain-43.*other settings.*train\.seed=43"):
-        distill.train_one(["base.yaml"], ["data.path=/data/fpb.txt", "train.seed=44"], tmp_path, "plain-43")
+        distill.train_one(base, ["data.path=/data/fpb.txt", "train.seed=44"], tmp_path, "plain-43")
+
+    # the same --set overrides after the config file's recipe changed: refused, naming the field
+    recipe["train"]["epochs"], recipe["train"]["a_field_added_later"] = 7, 1
+    (tmp_path / "plain-43" / distill.ROW_FILE).write_text(json.dumps({**kept, "recipe": recipe}))
+    with pytest.raises(SystemExit, match=r"recipe changed since that run \(train\.epochs: 7 → \d"):
+        distill.train_one(base, sets, tmp_path, "plain-43")
 
 
 def test_conll_finance_sentences_keep_company_news_once_and_drop_headlines_sport_and_fragments(tmp_path):
@@ -114,15 +133,70 @@ def test_conll_finance_sentences_keep_company_news_once_and_drop_headlines_sport
 
 def test_distillation_with_unlabeled_texts_gets_its_own_verdict_beside_the_plain_student(monkeypatch):
     monkeypatch.setattr(distill, "machine", lambda: "test machine")
-    groups = {
-        "mpnet-base teacher": [row("teacher-42", 42, 0.88, 0.87)],
-        "default model, plain": [row("plain-42", 42, 0.83, 0.82)],
-        distill.DISTILLED: [row("distilled-42", 42, 0.84, 0.82)],
-        distill.WITH_UNLABELED: [row("distilled-unlabeled-42", 42, 0.86, 0.845)],
-    }
+    groups = one_seed_groups(distill.WITH_UNLABELED, row("distilled-unlabeled-42", 42, 0.86, 0.845))
     args = argparse.Namespace(section="distill", alpha=0.5, temperature=2.0)
     body = distill.report("FPB", groups, {"macro_f1": 0.84}, args)
 
     assert "- macro_f1: distilled mean 0.8200; plain 0.8200; target ≥ 0.84: **missed by 0.0200**." in body
     assert "- macro_f1: distilled + unlabeled mean 0.8450; plain 0.8200; target ≥ 0.84: **met**." in body
     assert "| default model, distilled + unlabeled texts | 42 | 0.8600 | 0.8450 |" in body
+
+
+def found(best: tuple[float, float], sets: list[str] | None = None) -> dict:
+    """A finished alpha and temperature search as `search_alpha_temperature` keeps it."""
+    pairs = [((0.5, 2.0), 0.91), ((0.2, 1.0), 0.93), ((0.8, 4.0), None)]
+    ran = [
+        {
+            "number": i,
+            "state": "PRUNED" if value is None else "COMPLETE",
+            "value": value,
+            "params": {"train.distill.alpha": a, "train.distill.temperature": t},
+        }
+        for i, ((a, t), value) in enumerate(pairs)
+    ]
+    return {
+        "params": {"train.distill.alpha": best[0], "train.distill.temperature": best[1]},
+        "best_trial": 1,
+        "best_value": 0.93,
+        "metric": "macro_f1",
+        "ran": ran,
+        "finished": 3,
+        "wall_s": 600.0,
+        "measured": "2026-12-06, abc1234",
+        "sets": sets or [],
+    }
+
+
+def test_the_search_section_ranks_trials_by_validation_and_judges_the_searched_student(monkeypatch):
+    monkeypatch.setattr(distill, "machine", lambda: "test machine")
+    groups = one_seed_groups(distill.SEARCHED, row("distilled-searched-42", 42, 0.86, 0.85))
+    args = argparse.Namespace(section="distill", alpha=0.5, temperature=2.0)
+    body = distill.report("FPB", groups, {"macro_f1": 0.84}, args, found=found((0.2, 1.0)))
+
+    table = body[body.index("| trial | alpha |") :].splitlines()
+    assert table[2:5] == [
+        "| 1 | 0.2 | 1.0 | 0.9300 | complete |",
+        "| 0 | 0.5 | 2.0 | 0.9100 | complete |",
+        "| 2 | 0.8 | 4.0 | — | pruned |",
+    ]
+    assert "best trial 1, alpha 0.2, T 1, validation 0.9300" in body
+    assert f"the row `{distill.SEARCHED}` trains every seed with them" in body
+    assert (
+        "- macro_f1: distilled with the searched alpha and T mean 0.8500; plain 0.8200; target ≥ 0.84: **met**." in body
+    )
+    assert "Cost: 1080 s wall in all" in body  # three runs of 120 s and the search's 600 s
+
+    kept = distill.report("FPB", groups, {"macro_f1": 0.84}, args, found=found((0.5, 2.0)))
+    assert "the given values win, so the distilled rows above are the searched recipe" in kept
+
+
+def test_a_kept_search_is_read_back_and_one_with_other_settings_refused(tmp_path, monkeypatch):
+    import pipeline_lib.commands.tune as tune_command
+
+    monkeypatch.setattr(tune_command, "tune", lambda *a: pytest.fail("a kept search ran again"))
+    sets = ["data.path=/data/fpb.txt", "train.seed=42"]
+    (tmp_path / distill.SEARCH_FILE).write_text(json.dumps(found((0.2, 1.0), sets)))
+
+    assert distill.search_alpha_temperature(["base.yaml"], sets, tmp_path, 3)["params"]["train.distill.alpha"] == 0.2
+    with pytest.raises(SystemExit, match=r"search\.json.*other settings.*train\.seed=42"):
+        distill.search_alpha_temperature(["base.yaml"], [*sets[:1], "train.seed=43"], tmp_path, 3)

@@ -44,3 +44,22 @@ def test_lines_print_an_untimed_candidate_and_each_reason_once():
 def test_a_table_without_reasons_still_prints():
     old = {"chosen": "onnxruntime-fp32", "candidates": [{"runtime": "onnxruntime-int8-static", "eligible": False}]}
     assert runtime_lines(old)[1].endswith(f"not timed: {UNTIMED}")
+
+
+def test_lineage_on_a_fresh_store_answers_without_mlflow_log_lines(tmp_path):
+    """A new store's first command prints its answer, not MLflow's "Creating initial MLflow database tables" INFO."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[3]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    command = [sys.executable, "-m", "flows.cli", "lineage", "nobody@champion"]
+    command += ["--config", str(repo / "configs" / "default.yaml"), "--set", f"paths.store={tmp_path / 'store'}"]
+    done = subprocess.run(command, cwd=tmp_path, env={**env, "PYTHONPATH": str(repo)}, capture_output=True, text=True)
+
+    assert done.returncode == 1
+    assert "nobody@champion: no such registered model or alias" in done.stderr + done.stdout
+    assert "INFO mlflow" not in done.stderr + done.stdout, done.stderr
+    assert (tmp_path / "store").is_dir()  # the store was created: the quiet answer is not a skipped connection
