@@ -63,6 +63,17 @@ class StudyDir:
     def trial(self, number: int) -> RunDir:
         return RunDir(self.root / "trials" / f"{number:04d}")
 
+    def new_trial(self, number: int) -> RunDir:
+        """Trial `number`'s fresh run directory over the base's split files and tokenized splits (links: a distilled
+        trial reads its training texts for the teacher's logits)."""
+        run = self.trial(number)
+        shutil.rmtree(run.root, ignore_errors=True)
+        run.root.mkdir(parents=True)
+        run.tokenized.symlink_to(Path("..") / ".." / "base" / "tokenized", target_is_directory=True)
+        splits = run.split_file("train").parent
+        splits.symlink_to(Path("..") / ".." / "base" / splits.name, target_is_directory=True)
+        return run
+
     @property
     def ready(self) -> bool:
         return (self.base.tokenized / "meta.json").is_file()
@@ -216,7 +227,7 @@ class _Objective:
 
         trial.set_user_attr("worker", tuning.worker_id())
         params = tuning.suggest(trial, self.cfg)
-        run = self._trial_dir(trial.number)
+        run = self.folder.new_trial(trial.number)
         run_id = self._open_run(trial, params)
         trial.set_user_attr("mlflow_run_id", run_id)
         metric = self.cfg.train.metric_for_best_model
@@ -239,13 +250,6 @@ class _Objective:
             raise optuna.TrialPruned(f"pruned after validation pass {report.pruned_at}")
         log.info("trial %d: validation %s %.4f (%.0f s)", trial.number, metric, result.best_metric, seconds)
         return float(result.best_metric)
-
-    def _trial_dir(self, number: int) -> RunDir:
-        run = self.folder.trial(number)
-        shutil.rmtree(run.root, ignore_errors=True)
-        run.root.mkdir(parents=True)
-        run.tokenized.symlink_to(Path("..") / ".." / "base" / "tokenized", target_is_directory=True)
-        return run
 
     def _open_run(self, trial: Any, params: dict[str, Any]) -> str:
         from mlflow.entities import Param

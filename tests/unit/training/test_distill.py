@@ -135,6 +135,25 @@ def test_distilling_raises_agreement_with_the_teacher(teacher: Path, tokenized: 
     assert tags["distill.teacher_digest"] == resolve_teacher(config(f"train.distill.teacher={teacher}")).digest
 
 
+def test_a_search_trial_distils_over_the_study_base_splits(teacher: Path, tmp_path: Path, monkeypatch):
+    """`tunepipe tune` with train.distill.alpha/temperature in its space: a trial's run directory holds links to the
+    study's split files and tokenized data, so its train step finds the training texts the teacher labels."""
+    from pipeline_lib.commands.tune import StudyDir
+
+    monkeypatch.chdir(tmp_path)
+    cfg = config(f"train.distill.teacher={teacher}", "train.distill.alpha=0.2", "train.epochs=1")
+    folder = StudyDir(tmp_path / "study")
+    tokenized_run(folder.base.root, cfg)
+    before = folder.base.split_file("train").read_bytes()
+
+    run = folder.new_trial(3)
+    train(cfg, run)
+
+    assert read_json(run.train_summary)["distill"]["alpha"] == 0.2
+    assert run.split_file("train").read_bytes() == before and run.split_file("train").parent.is_symlink()
+    assert folder.new_trial(3).root == run.root and not run.model_dir.exists()  # a rerun of the trial starts clean
+
+
 def test_the_train_step_cache_key_names_the_teacher(teacher: Path, tokenized: RunDir):
     plain = fingerprint("train", config(), tokenized)
     distilled = fingerprint("train", config(f"train.distill.teacher={teacher}"), tokenized)
