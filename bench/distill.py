@@ -215,7 +215,7 @@ def search_alpha_temperature(base: list[str], sets: list[str], work: Path, trial
     found = tune(cfg, base).to_dict()
     found |= {
         "sets": sets,
-        "finished": sum(n for state, n in found["trials"].items() if state in ("COMPLETE", "PRUNED")),
+        "finished": found["trials"].get("complete", 0) + found["trials"].get("pruned", 0),
         "wall_s": time.perf_counter() - start + (earlier or {}).get("wall_s", 0.0),
         "measured": f"{time.strftime('%Y-%m-%d', time.gmtime())}, {commit()}",
     }
@@ -229,7 +229,8 @@ def search_table(found: dict) -> list[str]:
         f"| trial | alpha | temperature | validation {found['metric']} | state |",
         "|---|---|---|---|---|",
     ]
-    ranked = sorted(found["ran"], key=lambda r: (r["value"] is None, -(r["value"] or 0.0), r["number"]))
+    ran = [r for r in found["ran"] if r["state"] != "WAITING"]  # queued grid pairs past the trial count
+    ranked = sorted(ran, key=lambda r: (r["value"] is None, -(r["value"] or 0.0), r["number"]))
     for r in ranked:
         value = "—" if r["value"] is None else f"{r['value']:.4f}"
         params = r["params"]

@@ -154,6 +154,7 @@ def found(best: tuple[float, float], sets: list[str] | None = None) -> dict:
         }
         for i, ((a, t), value) in enumerate(pairs)
     ]
+    ran.append({"number": 3, "state": "WAITING", "value": None, "params": {}})  # enqueued, never run
     return {
         "params": {"train.distill.alpha": best[0], "train.distill.temperature": best[1]},
         "best_trial": 1,
@@ -173,8 +174,8 @@ def test_the_search_section_ranks_trials_by_validation_and_judges_the_searched_s
     args = argparse.Namespace(section="distill", alpha=0.5, temperature=2.0)
     body = distill.report("FPB", groups, {"macro_f1": 0.84}, args, found=found((0.2, 1.0)))
 
-    table = body[body.index("| trial | alpha |") :].splitlines()
-    assert table[2:5] == [
+    table = body[body.index("| trial | alpha |") : body.index("Cost:")].strip().splitlines()
+    assert table[2:] == [
         "| 1 | 0.2 | 1.0 | 0.9300 | complete |",
         "| 0 | 0.5 | 2.0 | 0.9100 | complete |",
         "| 2 | 0.8 | 4.0 | — | pruned |",
