@@ -49,7 +49,10 @@ class Distillation:
 
 
 ROW_FILE = "bench_row.json"  # a finished run's figures, in its run folder
-SEARCH_FILE = "search.json"  # the alpha and temperature search's result, in the work folder
+# the alpha and temperature search: its study (every grid point trained in full: the median pruner stopped six of
+# nine after one or two epochs in the first search, distill-alpha-temperature, whose result is kept in search.json)
+SEARCH_STUDY = "distill-alpha-temperature-full"
+SEARCH_FILE = f"search-{SEARCH_STUDY}.json"  # its result, in the work folder
 DISTILLED = "default model, distilled"
 SEARCHED = "default model, distilled, searched alpha and T"
 # `--search`: the base values (alpha 0.5, T 2) first, then the rest of this grid, enqueued in this order
@@ -179,8 +182,8 @@ def train_one(base: list[str], sets: list[str], work: Path, name: str, metrics: 
 
 def search_alpha_temperature(base: list[str], sets: list[str], work: Path, trials: int) -> dict:
     """`tunepipe tune` over train.distill.alpha and temperature for the student with `sets` (its seed, its teacher):
-    the base values first, then the ALPHAS x TEMPERATURES grid, to `trials` finished trials (the median pruner may
-    stop a trial after an epoch), selected on validation. Its result and wall seconds, kept in the work folder and
+    the base values first, then the ALPHAS x TEMPERATURES grid, to `trials` finished trials (each trained in full:
+    no pruner), selected on validation. Its result and wall seconds, kept in the work folder and
     read back when the settings match (more trials continue the study)."""
     kept = work / SEARCH_FILE
     earlier = json.loads(kept.read_text()) if kept.is_file() else None
@@ -203,7 +206,8 @@ def search_alpha_temperature(base: list[str], sets: list[str], work: Path, trial
         f"paths.artifacts={work / 'artifacts'}",
         f"paths.write_roots=[., {work}]",
         f"tune.overlay_dir={work / 'tuned'}",
-        "tune.study=distill-alpha-temperature",
+        f"tune.study={SEARCH_STUDY}",
+        "tune.pruner=none",
         f"tune.trials={trials}",
         f"tune.space={space}",
     ]
@@ -215,6 +219,7 @@ def search_alpha_temperature(base: list[str], sets: list[str], work: Path, trial
     found = tune(cfg, base).to_dict()
     found |= {
         "sets": sets,
+        "pruner": cfg.tune.pruner,
         "finished": found["trials"].get("complete", 0) + found["trials"].get("pruned", 0),
         "wall_s": time.perf_counter() - start + (earlier or {}).get("wall_s", 0.0),
         "measured": f"{time.strftime('%Y-%m-%d', time.gmtime())}, {commit()}",
@@ -251,11 +256,16 @@ def search_section(found: dict, args: argparse.Namespace) -> list[str]:
         if kept
         else f"the row `{SEARCHED}` trains every seed with them"
     )
+    stopped = sum(r["state"] == "PRUNED" for r in found["ran"])
+    pruned = (
+        "every trial trained in full"
+        if found.get("pruner", "median") == "none"
+        else f"the median pruner stopped {stopped} of them after their first epochs, before their learning rate decayed"
+    )
     return [
         f"Search over alpha and temperature (`tunepipe tune`, the first student seed, selected on validation "
         f"{found['metric']}; alpha {args.alpha} and T {args.temperature} first, then the grid alpha "
-        f"{'/'.join(map(str, ALPHAS))} x T {'/'.join(f'{t:g}' for t in TEMPERATURES)}; the median pruner may stop "
-        f"a trial after its first epochs): best trial {found['best_trial']}, alpha {alpha}, T {temperature:g}, "
+        f"{'/'.join(map(str, ALPHAS))} x T {'/'.join(f'{t:g}' for t in TEMPERATURES)}; {pruned}): best trial {found['best_trial']}, alpha {alpha}, T {temperature:g}, "
         f"validation {found['best_value']:.4f}; {outcome}. {found['finished']} trials, {found['wall_s']:.0f} s, "
         f"measured {found['measured']}. The validation split is small: a difference under its spread over seeds "
         "(the plain rows') is not a finding.",

@@ -181,14 +181,16 @@ def test_the_search_section_ranks_trials_by_validation_and_judges_the_searched_s
         "| 2 | 0.8 | 4.0 | — | pruned |",
     ]
     assert "best trial 1, alpha 0.2, T 1, validation 0.9300" in body
+    assert "the median pruner stopped 1 of them after their first epochs" in body  # a search without "pruner": median
     assert f"the row `{distill.SEARCHED}` trains every seed with them" in body
     assert (
         "- macro_f1: distilled with the searched alpha and T mean 0.8500; plain 0.8200; target ≥ 0.84: **met**." in body
     )
     assert "Cost: 1080 s wall in all" in body  # three runs of 120 s and the search's 600 s
 
-    kept = distill.report("FPB", groups, {"macro_f1": 0.84}, args, found=found((0.5, 2.0)))
+    kept = distill.report("FPB", groups, {"macro_f1": 0.84}, args, found={**found((0.5, 2.0)), "pruner": "none"})
     assert "the given values win, so the distilled rows above are the searched recipe" in kept
+    assert "every trial trained in full" in kept
 
 
 def test_a_kept_search_is_read_back_and_one_with_other_settings_refused(tmp_path, monkeypatch):
@@ -199,5 +201,5 @@ def test_a_kept_search_is_read_back_and_one_with_other_settings_refused(tmp_path
     (tmp_path / distill.SEARCH_FILE).write_text(json.dumps(found((0.2, 1.0), sets)))
 
     assert distill.search_alpha_temperature(["base.yaml"], sets, tmp_path, 3)["params"]["train.distill.alpha"] == 0.2
-    with pytest.raises(SystemExit, match=r"search\.json.*other settings.*train\.seed=42"):
+    with pytest.raises(SystemExit, match=rf"{distill.SEARCH_FILE}.*other settings.*train\.seed=42"):
         distill.search_alpha_temperature(["base.yaml"], [*sets[:1], "train.seed=43"], tmp_path, 3)
