@@ -4,8 +4,15 @@ when it finds them changed at its end)."""
 
 from __future__ import annotations
 
-import atexit
 import os
+
+# Two test workers, each with its own child processes, on a machine of a few cores: an OpenMP thread that waits
+# for work must sleep, not spin (GNU OpenMP's default), or it burns the core another worker's training needs. Set
+# before torch loads its OpenMP runtime; children inherit it. Measured on 2 cores (AVX2): the whole suite 1523 s ->
+# 1308 s wall, 39.2 -> 31.6 CPU minutes.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import atexit
 import sys
 import tempfile
 import uuid
