@@ -101,14 +101,16 @@ INPUTS: dict[str, Callable[[PipelineConfig, RunDir], str]] = {
     "model": lambda cfg, run: dir_md5(_existing(run.model_dir)),
     "onnx": lambda cfg, run: dir_md5(run.onnx_dir) if run.onnx_dir.is_dir() else "none",
     "champion": lambda cfg, run: _champion(cfg),
-    "teacher": lambda cfg, run: _teacher(cfg),
+    "teacher": lambda cfg, run: _teacher(cfg, run),
 }
 
 
-def _teacher(cfg: PipelineConfig) -> str:
+def _teacher(cfg: PipelineConfig, run: RunDir) -> str:
+    """The teacher's part of the key, checked against the labels validate inferred into `run` (data.labels unset)."""
+    from pipeline_lib.steps import with_inferred_labels
     from pipeline_lib.steps.teacher import teacher_fingerprint
 
-    return teacher_fingerprint(cfg)
+    return teacher_fingerprint(with_inferred_labels(cfg, run) if cfg.train.distill.teacher else cfg)
 
 
 def _champion(cfg: PipelineConfig) -> str:

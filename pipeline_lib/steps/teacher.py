@@ -63,7 +63,8 @@ def resolve_teacher(cfg: PipelineConfig) -> Teacher:
             "every word of the training split)"
         )
     teacher_labels = [str(label) for label in meta["labels"]]
-    student_labels = cfg.data.label_names
+    # a config without data.labels knows its labels once validate has inferred them: the train step checks then
+    student_labels = cfg.data.labels or cfg.data.inferred_labels
     if student_labels and sorted(teacher_labels) != sorted(student_labels):
         raise DistillError(
             f"train.distill.teacher {reference}: its labels {teacher_labels} differ from the student's "

@@ -1,5 +1,6 @@
 """The README's commands on every kind of model the tool registers, through the real CLI in a subprocess: a
-classification model whose runtime table has an untimed candidate, and an NER model (no runtime table)."""
+classification model whose runtime table has an untimed candidate, a student distilled from it, and an NER model (no
+runtime table)."""
 
 from __future__ import annotations
 
@@ -24,12 +25,14 @@ NER_CONFIG = str(REPO / "configs" / "conll2003.yaml")
 # the serving runtime chosen by measurement, on a timing sample of its own (no other test's cached choice)
 CLASSIFICATION = conftest.overrides("export.select_runtime=true", "export.runtime_timing_sentences=5")
 UNDER_THE_FLOOR = "onnxruntime-int8-dynamic"
+DISTILLED = "distilled-sentiment"  # a student of financial-sentiment's champion, registered under its own name
+DISTILL = [f"registry.model_name={DISTILLED}", "train.distill.teacher=financial-sentiment@champion"]
 
 
 @pytest.fixture(scope="module")
 def registered(workspace: Path, shared_data: Path) -> dict[str, dict]:
     """Both tasks registered in one store: classification (one int8 candidate under the agreement floor, so never
-    timed) and NER."""
+    timed), a classification student distilled from it, and NER."""
     real_select = selection.select
 
     def select_with_a_candidate_under_the_floor(cfg, folder, candidates, *args, **kwargs):
@@ -44,10 +47,10 @@ def registered(workspace: Path, shared_data: Path) -> dict[str, dict]:
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(workspace)
         mp.setattr(selection, "select", select_with_a_candidate_under_the_floor)
-        return {
-            "financial-sentiment": retrain(None, CLASSIFICATION),
-            "conll-ner": retrain(NER_CONFIG, [*NER_FAST, *conftest.SHARED_CACHE]),
-        }
+        registered = {"financial-sentiment": retrain(None, CLASSIFICATION)}
+        registered[DISTILLED] = retrain(None, [*CLASSIFICATION, *DISTILL])  # taught by the champion just registered
+        registered["conll-ner"] = retrain(NER_CONFIG, [*NER_FAST, *conftest.SHARED_CACHE])
+        return registered
 
 
 def tunepipe(workspace: Path, *args: str) -> str:
@@ -98,3 +101,16 @@ def test_readme_commands_print_for_each_task(registered: dict, workspace: Path, 
         assert isinstance(rows[0]["entities"], list), rows[0]
     else:
         assert rows[0]["label"] in {"negative", "neutral", "positive"}
+
+
+def test_lineage_names_the_teacher_of_a_distilled_student(registered: dict, workspace: Path):
+    teacher_version = registered["financial-sentiment"]["registered"]["version"]
+    info = json.loads(tunepipe(workspace, "lineage", f"{DISTILLED}@champion", "--json"))
+    teacher = info["distill"]
+    assert teacher["teacher"] == f"financial-sentiment/{teacher_version}", teacher
+    assert len(teacher["teacher_digest"]) == 32 and (teacher["alpha"], teacher["temperature"]) == ("0.5", "2.0")
+    text = tunepipe(workspace, "lineage", f"{DISTILLED}@champion")
+    shown = f"distilled from financial-sentiment/{teacher_version} (graph {teacher['teacher_digest'][:12]}, alpha 0.5"
+    assert shown in text, text
+    plain = json.loads(tunepipe(workspace, "lineage", "financial-sentiment@champion", "--json"))
+    assert plain["distill"] is None

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline_lib.config import DistillSettings, PipelineConfig
-from pipeline_lib.layout import RunDir, read_json
+from pipeline_lib.layout import RunDir, read_json, write_json
 from pipeline_lib.registry.lineage import distill_tags
 from pipeline_lib.runtime.predictor import OnnxPredictor
 from pipeline_lib.steps.cache import fingerprint
@@ -167,6 +167,19 @@ def test_a_teacher_with_other_labels_is_refused_naming_both(teacher: Path):
         resolve_teacher(cfg)
     message = str(caught.value)
     assert str(TEACHER_LABELS) in message and "['bad', 'good']" in message and "data.labels" in message
+
+
+def test_without_data_labels_the_teacher_is_checked_against_the_labels_validate_inferred(
+    teacher: Path, tokenized: RunDir
+):
+    """The default config names no labels: the early check passes, the train step's key checks the run's labels."""
+    unset = config(f"train.distill.teacher={teacher}", "data.labels=null")
+    assert resolve_teacher(unset).labels == TEACHER_LABELS  # before validate: nothing to compare yet
+    write_json(tokenized.validation_report, {"labels": STUDENT_LABELS})
+    assert fingerprint("train", unset, tokenized).parts["teacher"] != "none"
+    write_json(tokenized.validation_report, {"labels": ["bad", "good"]})
+    with pytest.raises(DistillError, match=r"differ from the student's \['bad', 'good'\]"):
+        fingerprint("train", unset, tokenized)
 
 
 @pytest.mark.parametrize(
