@@ -3,6 +3,7 @@ by the export step) teaches the real student through the Trainer on a tiny split
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,27 @@ def test_alpha_one_trains_exactly_the_plain_weights(teacher: Path, tokenized: Ru
     assert plain.keys() == distilled.keys()
     assert all(torch.equal(plain[name], distilled[name]) for name in plain)
     assert read_json(tokenized.train_summary)["distill"]["alpha"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("adaptation", "trains"),
+    [
+        (["train.lora.enabled=true"], r"attention\.self\.(query|value)\.|classifier\."),  # the adapters, merged
+        (["train.freeze=top_k", "train.trainable_top_layers=1"], r"\.layer\.5\.|pooler\.|classifier\."),
+    ],
+    ids=["lora", "top_k"],
+)
+def test_the_soft_loss_reaches_what_lora_or_freezing_trains_and_nothing_they_keep(
+    teacher: Path, tokenized: RunDir, adaptation: list[str], trains: str
+):
+    train(config(*adaptation), tokenized)
+    plain = weights(tokenized)
+    train(config(*adaptation, f"train.distill.teacher={teacher}", "train.distill.alpha=0"), tokenized)
+    distilled = weights(tokenized)
+    changed = {name for name in plain if not torch.equal(plain[name], distilled[name])}
+    assert changed, "the teacher's loss changed no weight"
+    assert all(re.search(trains, name) for name in changed), sorted(changed)
+    assert read_json(tokenized.train_summary)["distill"]["alpha"] == 0.0
 
 
 def test_distilling_raises_agreement_with_the_teacher(teacher: Path, tokenized: RunDir):
