@@ -212,7 +212,9 @@ def report(
         tried = f"the recipe {recipe}, no search"
     if rows:
         train = rows[0]["recipe"]
-        recipe_line = ", ".join(f"{k}={_value(train[k])}" for k in _SHOWN) + f", lora={train['lora']['enabled']}"
+        recipe_line = (
+            ", ".join(f"{k}={_value(train[k])}" for k in _SHOWN if k in train) + f", lora={train['lora']['enabled']}"
+        )
         body += [f"Final recipe: {recipe_line}. Targets:", *verdict(spec, rows, tried)]
     total = search_s + sum(r["wall_s"] for r in rows)
     finals = f", {total - search_s:.0f} s for {len(rows)} final runs" if rows else "; no final runs (--search-only)"
@@ -273,7 +275,16 @@ def trial_table(found: dict) -> list[str]:
     return lines
 
 
-_SHOWN = ("epochs", "batch_size", "learning_rate", "warmup_ratio", "weight_decay", "freeze")
+_SHOWN = (
+    "epochs",
+    "early_stopping_patience",
+    "batch_size",
+    "learning_rate",
+    "warmup_ratio",
+    "weight_decay",
+    "freeze",
+    "freeze_embeddings",
+)
 
 
 def _value(value: object) -> str:

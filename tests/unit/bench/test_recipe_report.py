@@ -24,7 +24,8 @@ def outcome(val: float, test: float, accuracy: float, seconds: float, steps: flo
     )
 
 
-def test_a_later_run_keeps_the_rows_and_adds_its_own(monkeypatch, tmp_path: Path):
+def results_file(monkeypatch, tmp_path: Path) -> Path:
+    """A RESULTS.md of the test's own that the bench writes into, with a fixed machine line and commit."""
     results = tmp_path / "RESULTS.md"
     results.write_text("# Benchmark results\n")
     for module in (_results, recipe):
@@ -32,6 +33,11 @@ def test_a_later_run_keeps_the_rows_and_adds_its_own(monkeypatch, tmp_path: Path
     monkeypatch.setattr(_results, "HISTORY", tmp_path / "history")
     monkeypatch.setattr(recipe, "machine", lambda: "test machine")
     monkeypatch.setattr(_results, "commit", lambda: "abc1234")
+    return results
+
+
+def test_a_later_run_keeps_the_rows_and_adds_its_own(monkeypatch, tmp_path: Path):
+    results = results_file(monkeypatch, tmp_path)
 
     plain = recipe.table_row(recipe.PLAIN, [outcome(0.80, 0.84, 0.85, 780.0), outcome(0.82, 0.80, 0.83, 776.0)], None)
     default = recipe.table_row(recipe.DEFAULT, [outcome(0.81, 0.81, 0.83, 440.0, 389.0)] * 2, 778.0)
@@ -74,13 +80,7 @@ def test_a_row_from_before_the_steps_only_columns_reads_as_not_measured():
 
 
 def test_the_ner_section_names_entity_f1_and_the_ner_plain_loop(monkeypatch, tmp_path: Path):
-    results = tmp_path / "RESULTS.md"
-    results.write_text("# Benchmark results\n")
-    for module in (_results, recipe):
-        monkeypatch.setattr(module, "RESULTS", results)
-    monkeypatch.setattr(_results, "HISTORY", tmp_path / "history")
-    monkeypatch.setattr(recipe, "machine", lambda: "test machine")
-    monkeypatch.setattr(_results, "commit", lambda: "abc1234")
+    results = results_file(monkeypatch, tmp_path)
 
     spec = recipe.DATASETS["conll2000"]
     assert spec.tagged and spec.plain == recipe.PLAIN_NER
@@ -95,3 +95,30 @@ def test_the_ner_section_names_entity_f1_and_the_ner_plain_loop(monkeypatch, tmp
     assert len(summary) == 1 and "default test entity F1 0.7000 vs plain 0.6600 (val 0.7500 vs 0.7000)" in summary[0]
     assert "2.00x its speed" in summary[0]
     assert list(recipe.kept_rows("conll2000", [1, 2])[0]) == [spec.plain, recipe.DEFAULT]
+
+
+def test_the_speed_check_sets_steps_against_steps_and_whole_against_whole(monkeypatch, tmp_path: Path):
+    results = results_file(monkeypatch, tmp_path)
+    monkeypatch.setattr(recipe, "split_files", lambda spec, workdir, max_rows, overrides: workdir / "splits.parquet")
+    plain = {42: (80.0, 88.0), 43: (90.0, 99.0)}  # steps, whole
+    ours = {42: (40.0, 46.0), 43: (50.0, 55.0)}
+    monkeypatch.setattr(
+        recipe,
+        "plain_loop",
+        lambda splits, seed, epochs: recipe.Outcome(0.8, 0.8, 0.8, plain[seed][0], whole_seconds=plain[seed][1]),
+    )
+    seen: list[list[str]] = []
+
+    def tunepipe(spec, splits, seed, overrides):
+        seen.append(overrides)
+        return recipe.Outcome(0.8, 0.8, 0.8, train_seconds=ours[seed][1], step_seconds=ours[seed][0])
+
+    monkeypatch.setattr(recipe, "tunepipe_recipe", tunepipe)
+    recipe.speed_check(["allagree"], [42, 43], [])
+
+    assert seen == [["train.epochs=1"], ["train.epochs=1"]]  # one epoch each, the default otherwise
+    text = results.read_text()
+    # steps 85 / 45 = 1.89x (2.00x, 1.80x); whole 93.5 / 50.5 = 1.85x
+    assert "| FPB allagree | 2 | 85.0 s | 45.0 s | 1.89x (2.00x, 1.80x) | 93.5 s | 50.5 s | 1.85x |" in text
+    summary = [line for line in text.splitlines() if line.startswith("| Default recipe's training speed")]
+    assert len(summary) == 1 and "FPB allagree: 1.89x (2.00x, 1.80x) steps only, 1.85x whole" in summary[0]
