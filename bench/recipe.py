@@ -98,8 +98,8 @@ DATASETS = {
 }
 
 # One change at a time from the default recipe (name: --set overrides). `auto` trains in bf16 only where the CPU or
-# GPU has bf16 instructions (the machine line says which); elsewhere the bf16 row runs the same autocast casts with
-# bf16 emulated in fp32 kernels: its quality is bf16 training's, its time is not the hardware's.
+# GPU has bf16 instructions (the machine line says which). Elsewhere the bf16 row is emulated: its quality would be
+# bf16 training's, but on 2 AVX2 cores one AllAgree epoch took over 6 min (40 s in fp32), so it was not run there.
 ABLATIONS: dict[str, list[str]] = {
     "fp32": ["train.precision=fp32"],
     "bf16 autocast": ["train.precision=bf16"],

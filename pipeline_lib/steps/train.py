@@ -61,6 +61,8 @@ def train(cfg: PipelineConfig, run: RunDir, extra_callbacks: Sequence[Any] = ())
     start = time.perf_counter()
     capability = hardware.detect()
     precision = hardware.resolve_precision(cfg.train.precision, capability)
+    if warning := hardware.emulated_precision_warning(precision, capability):
+        log.warning(warning)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     torch.set_num_threads(max(1, (cfg.train.num_threads or capability.cores) // world))
     set_seed(cfg.train.seed)

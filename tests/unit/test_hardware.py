@@ -4,6 +4,7 @@ from pipeline_lib.hardware import (
     Capability,
     cpu_bf16_flags,
     cpu_model,
+    emulated_precision_warning,
     machine_signature,
     resolve_precision,
     vector_isa,
@@ -45,3 +46,11 @@ def test_model_vector_isa_and_signature_read_from_cpuinfo(tmp_path):
     info.write_text("model name : AMD EPYC\nflags : avx2 avx512f avx512_bf16\n")
     assert vector_isa(info) == "avx512f" and machine_signature(info).startswith("AMD EPYC|avx512_bf16|")
     assert vector_isa(tmp_path / "missing") == "no avx2" and cpu_bf16_flags(tmp_path / "missing") == ()
+
+
+def test_bf16_asked_for_where_the_hardware_has_none_is_warned_about_naming_the_option():
+    warning = emulated_precision_warning("bf16", cap(bf16=False))
+    assert warning and "train.precision=auto" in warning and "CPU (no AMX or AVX-512 BF16)" in warning
+    assert "GPU" in emulated_precision_warning("bf16", cap(device="cuda", bf16=False))
+    assert emulated_precision_warning("bf16", cap(bf16=True)) is None  # native: nothing to say
+    assert emulated_precision_warning(resolve_precision("auto", cap(bf16=False)), cap(bf16=False)) is None
