@@ -71,8 +71,12 @@ def test_bf16_cpu_run_trains_exports_and_registers(in_workspace: Path):
     emulates it: slower, same path); the registered version's lineage says bf16 on cpu."""
     from pipeline_lib.registry.lineage import lineage
 
+    from pipeline_lib.hardware import detect
+
     before = len(versions(in_workspace))
-    run_cli("train.precision=bf16", "train.max_steps=2", "train.batch_size=4")
+    result = run_cli("train.precision=bf16", "train.max_steps=2", "train.batch_size=4")
+    # told, naming the option, only where bf16 is emulated (many times slower than fp32)
+    assert ("bf16 is emulated there" in result.output) == (not detect().bf16), result.output[-3000:]
     summary = json.loads(newest_run(in_workspace).train_summary.read_text())
     assert (summary["precision"], summary["device"]) == ("bf16", "cpu")
     registered = versions(in_workspace)
