@@ -69,9 +69,8 @@ def test_lora_and_head_only_runs_export_and_register(in_workspace: Path, strateg
 def test_bf16_cpu_run_trains_exports_and_registers(in_workspace: Path):
     """`train.precision=bf16` on the CPU whatever `auto` picks here (where the CPU lacks bf16 hardware, torch
     emulates it: slower, same path); the registered version's lineage says bf16 on cpu."""
-    from pipeline_lib.registry.lineage import lineage
-
     from pipeline_lib.hardware import detect
+    from pipeline_lib.registry.lineage import lineage
 
     before = len(versions(in_workspace))
     result = run_cli("train.precision=bf16", "train.max_steps=2", "train.batch_size=4")
