@@ -105,9 +105,11 @@ def emulated_precision_warning(precision: str, capability: Capability) -> str | 
     """What to tell a user who asked for bf16 where the hardware has none: it runs, emulated, many times slower."""
     if precision != "bf16" or capability.bf16:
         return None
-    where = "GPU" if capability.device == "cuda" else "CPU (no AMX or AVX-512 BF16)"
+    where = (
+        "a GPU without bf16" if capability.device == "cuda" else "a CPU without bf16 instructions (AMX, AVX-512 BF16)"
+    )
     return (
-        f"train.precision=bf16 on a {where} without bf16 instructions: bf16 is emulated there, many times slower "
+        f"train.precision=bf16 on {where}: bf16 is emulated there, many times slower "
         "than fp32 (on 2 AVX2 cores one FPB AllAgree epoch took over 6 min against 40 s in fp32); set "
         "train.precision=auto (fp32 on this machine) unless you want bf16's numerics"
     )
