@@ -162,9 +162,13 @@ def _title(body: str) -> str:
 
 
 def commit() -> str:
-    """The repository's commit (short), `+dirty` when the work tree has changes to tracked files."""
+    """The repository's commit (short), `+dirty` when the work tree has changes to tracked files other than
+    RESULTS.md itself (which an earlier bench of the same session may have written)."""
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], cwd=REPO, capture_output=True, text=True)
+    status = ["git", "status", "--porcelain", "-uno", "--", "."]
+    if RESULTS.resolve().is_relative_to(REPO):
+        status.append(f":(exclude){RESULTS.resolve().relative_to(REPO)}")
+    dirty = subprocess.run(status, cwd=REPO, capture_output=True, text=True)
     return (head.stdout.strip() or "unknown") + ("+dirty" if dirty.stdout.strip() else "")
 
 

@@ -92,3 +92,27 @@ def test_a_bench_replaces_only_the_summary_rows_it_owns(results: Path):
     rows = _results.summary_rows(results.read_text())
     assert [row.split(" | ")[1] for row in rows] == ["5 %", "2 ms"]
     assert len(list((results.parent / "history").glob("*serving*"))) == 2  # each replaced version kept, dated
+
+
+def test_the_commit_is_dirty_for_changed_code_not_for_what_an_earlier_bench_wrote(monkeypatch, tmp_path: Path):
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "bench").mkdir()
+    results, code = tmp_path / "bench" / "RESULTS.md", tmp_path / "bench" / "recipe.py"
+    results.write_text("# Benchmark results\n")
+    code.write_text("print(1)\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    monkeypatch.setattr(_results, "REPO", tmp_path.resolve())
+    monkeypatch.setattr(_results, "RESULTS", results)
+    head = _results.commit()
+    assert re.fullmatch(r"[0-9a-f]{7,}", head)
+    results.write_text("# Benchmark results\n\nan earlier bench's section\n")
+    (tmp_path / "bench" / "history.md").write_text("untracked\n")
+    assert _results.commit() == head
+    code.write_text("print(2)\n")
+    assert _results.commit() == head + "+dirty"
