@@ -380,6 +380,23 @@ def table_row(name: str, outcomes: list[Outcome], plain_seconds: float | None) -
     )
 
 
+def trained_in(overrides: list[str]) -> str:
+    """The precision the default trains in on this machine (`auto`: bf16 where the hardware has it), under
+    `overrides`: a bf16-trained default is another recipe than an fp32 one, so its figures get sections of their own
+    (`_bf16`) and the other machine's sections stay in place."""
+    from pipeline_lib.hardware import detect, resolve_precision
+
+    asked = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("train.precision=")), "auto")
+    return resolve_precision(asked, detect())
+
+
+def section_name(base: str, overrides: list[str]) -> tuple[str, str]:
+    """The section of a run (`base`, or `base_bf16` where the default trains in bf16) and the words its title adds."""
+    if trained_in(overrides) == "bf16":
+        return f"{base}_bf16", ", default trained in bf16"
+    return base, ""
+
+
 def speed_check(datasets: list[str], seeds: list[int], overrides: list[str]) -> None:
     """Training speed free of the machine's drift: one epoch of the plain loop, then one epoch of the default, per
     seed, alternating in one process on the same split files; optimizer steps timed alike (forward, backward, update),
@@ -406,8 +423,9 @@ def speed_check(datasets: list[str], seeds: list[int], overrides: list[str]) -> 
         figures.append(
             f"{spec.title}: {plain_s / steps_s:.2f}x ({per_seed}) steps only, {plain_whole / ours_whole:.2f}x whole"
         )
+    name, words = section_name("recipe_speed", overrides)
     body = (
-        "## Training speed against the plain loop, interleaved in one run (issue 30)\n\n"
+        f"## Training speed against the plain loop, interleaved in one run{words} (issue 30)\n\n"
         "One epoch of the plain loop, then one epoch of `tunepipe`'s default (train.epochs=1), per seed, alternating "
         "in one process on the same split files, so that the machine's drift over hours (the same 5-epoch row took "
         "188 s and 209 s on this machine four hours apart) cannot favour either; nothing else ran on the machine. "
@@ -419,8 +437,8 @@ def speed_check(datasets: list[str], seeds: list[int], overrides: list[str]) -> 
         + "\n".join(lines)
         + f"\n\nMachine: {machine()}."
     )
-    summary = ("Default recipe's training speed vs the plain loop, one run", "; ".join(figures), "≥ 2x")
-    write_section("recipe_speed", body, [summary])
+    summary = (f"Default recipe's training speed vs the plain loop, one run{words}", "; ".join(figures), "≥ 2x")
+    write_section(name, body, [summary])
     print(body)
 
 
@@ -444,7 +462,9 @@ def main() -> None:
 
     for dataset in args.datasets:
         spec = DATASETS[dataset]
-        kept, earlier = kept_rows(dataset, args.seeds) if args.keep_rows else ({}, "")
+        kept, earlier = (
+            kept_rows(section_name(f"recipe_{dataset}", args.overrides)[0], args.seeds) if args.keep_rows else ({}, "")
+        )
         with tempfile.TemporaryDirectory(prefix="tunepipe-recipe-") as tmp:
             splits = split_files(spec, Path(tmp), args.max_rows, args.overrides)
             frame = pd.read_json(splits, lines=True) if spec.tagged else pd.read_parquet(splits)
@@ -465,13 +485,13 @@ def main() -> None:
         write_dataset_section(dataset, rows_per_split, rows, args, earlier, default_kept=DEFAULT in kept)
 
 
-def kept_rows(dataset: str, seeds: list[int]) -> tuple[dict[str, str], str]:
-    """The table rows of the dataset's section in bench/RESULTS.md, by recipe, and the line of the run that measured
+def kept_rows(section: str, seeds: list[int]) -> tuple[dict[str, str], str]:
+    """The table rows of a dataset's section in bench/RESULTS.md, by recipe, and the line of the run that measured
     them; nothing when the section is missing or used other seeds."""
     text = RESULTS.read_text() if RESULTS.exists() else ""
     for match in BLOCK.finditer(text):
         body = match.group("body")
-        if match.group("name") != f"recipe_{dataset}" or f"seeds {seeds} " not in body:
+        if match.group("name") != section or f"seeds {seeds} " not in body:
             continue
         rows = [line for line in body.splitlines() if line.startswith("| ") and not line.startswith("| recipe ")]
         stamps = [line.strip("_") for line in body.splitlines() if line.startswith("_Run ")]
@@ -509,8 +529,9 @@ def write_dataset_section(
     smoke = f" Smoke run on every k-th row ({args.max_rows} rows): not comparable." if args.max_rows else ""
     title, metric = spec.title, "entity F1" if spec.tagged else "macro-F1"
     kept = f"\n\nRows kept from earlier runs: {earlier}" if earlier else ""
+    name, words = section_name(f"recipe_{dataset}", args.overrides)
     body = (
-        f"## Default recipe against the plain loop, {title} (issue 30)\n\n"
+        f"## Default recipe against the plain loop, {title}{words} (issue 30)\n\n"
         f"Same split files for every row ({spec.split}; train/val/test {rows_per_split.get('train')}/"
         f"{rows_per_split.get('validation')}/{rows_per_split.get('test')}), seeds {args.seeds} (mean ± sample "
         f"standard deviation).{smoke} {TIMING} {ROWS}\n\n"
@@ -526,8 +547,8 @@ def write_dataset_section(
         f"({len(args.seeds)} seed{'s' if len(args.seeds) > 1 else ''}"
         f"{'; the default row kept from an earlier run, see the section' if default_kept else ''})"
     )
-    question = f"Default recipe vs the plain loop, {title}"
-    write_section(f"recipe_{dataset}", body, [(question, figure, "≥ plain on test and val, ≥ 2x speed")])
+    question = f"Default recipe vs the plain loop, {title}{words}"
+    write_section(name, body, [(question, figure, "≥ plain on test and val, ≥ 2x speed")])
     print(body)
 
 
