@@ -103,7 +103,6 @@ DATASETS = {
 ABLATIONS: dict[str, list[str]] = {
     "fp32": ["train.precision=fp32"],
     "bf16 autocast": ["train.precision=bf16"],
-    "validation and test in fp32": ["train.eval_precision=fp32"],  # bf16 training: selection in fp32 arithmetic
     "lr 2e-5": ["train.learning_rate=2e-5"],
     "lr 3e-5": ["train.learning_rate=3e-5"],
     "lr 5e-5": ["train.learning_rate=5e-5"],

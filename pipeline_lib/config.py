@@ -211,9 +211,6 @@ class TrainConfig(_Section):
     metric_for_best_model: str = "macro_f1"
     seed: int = 42
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    # where training runs in bf16: the validation passes that choose the checkpoint, and PyTorch's test scoring, in
-    # the training arithmetic ("train") or in fp32, that of the fp32 weights and of the graph export serves ("fp32")
-    eval_precision: Literal["train", "fp32"] = "train"
     num_threads: int | None = Field(None, ge=1)
     freeze: Literal["none", "head_only", "top_k"] = "none"  # what stays fixed; the task head always trains
     trainable_top_layers: int = Field(2, ge=1)  # freeze=top_k: how many of the encoder's top layers train
@@ -461,7 +458,6 @@ NOT_SEARCHABLE = {
         for name in (
             "eval_batch_size",
             "precision",
-            "eval_precision",
             "num_threads",
             "gradient_checkpointing",
             "compile",

@@ -7,7 +7,7 @@ every core, length-sorted batches)."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -49,8 +49,6 @@ def evaluate(cfg: PipelineConfig, run: RunDir) -> EvaluateResult:
         scored = {"runtime": runtime, "precision": "int8" if "int8" in runtime else "fp32", "device": device}
     else:
         settings = inference_settings(cfg.train.precision, cfg.train.num_threads, run.train_summary)
-        if cfg.train.eval_precision == "fp32":
-            settings = replace(settings, precision="fp32")
         metrics, logits = task.evaluate(run.model_dir, test, cfg, settings)
         scored = {"runtime": "pytorch", "precision": settings.precision, "device": settings.device}
 

@@ -106,8 +106,6 @@ def train(cfg: PipelineConfig, run: RunDir, extra_callbacks: Sequence[Any] = ())
     trainer.remove_callback(PrinterCallback)
     if task.eval_in_order:
         trainer_setup.evaluate_in_order(trainer)
-    if precision == "bf16" and cfg.train.eval_precision == "fp32":
-        trainer_setup.autocast_in_training_only(trainer, capability.device)
     resume_from = trainer_setup.last_checkpoint(run) if cfg.train.resume else None
     if resume_from:
         log.info("resuming from %s", resume_from)

@@ -117,7 +117,7 @@ def training_arguments(cfg: PipelineConfig, run: RunDir, precision: str, device:
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         seed=t.seed,
         data_seed=t.seed,
-        bf16=precision == "bf16" and t.eval_precision == "train",  # else: autocast_in_training_only
+        bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=device == "cpu",
         report_to="none",
@@ -136,24 +136,6 @@ def evaluate_in_order(trainer: Any) -> Any:
     from torch.utils.data import SequentialSampler
 
     trainer._get_eval_sampler = lambda dataset: None if dataset is None else SequentialSampler(dataset)
-    return trainer
-
-
-def autocast_in_training_only(trainer: Any, device: str) -> Any:
-    """bf16 autocast around the training forward and loss only: validation passes run in fp32 (the arguments then
-    ask transformers for no mixed precision, whose autocast would wrap every forward). Master weights, gradients and
-    optimizer state are fp32 either way."""
-    import contextlib
-
-    import torch
-
-    def context() -> contextlib.ExitStack:
-        stack = contextlib.ExitStack()
-        if trainer.model.training:
-            stack.enter_context(torch.autocast(device_type=device, dtype=torch.bfloat16))
-        return stack
-
-    trainer.compute_loss_context_manager = context
     return trainer
 
 

@@ -52,30 +52,3 @@ def test_label_smoothing_is_refused_beside_a_distillation_teacher():
 
     with pytest.raises(ConfigError, match=r"train.label_smoothing=0.1 with train.distill.teacher.*label_smoothing=0"):
         load_config(None, ["train.label_smoothing=0.1", "train.distill.teacher=fpb@champion"])
-
-
-def test_bf16_training_with_fp32_validation_autocasts_the_training_forward_only(tmp_path):
-    """train.eval_precision=fp32 under bf16: the training forward runs in bf16 autocast, the validation forward in
-    fp32 (transformers' own mixed precision, which would wrap every forward, is then off)."""
-    import torch
-    from transformers import Trainer
-
-    from pipeline_lib.config import load_config
-    from pipeline_lib.layout import RunDir
-    from pipeline_lib.training.modeling import load_classifier, resolve_model_source
-    from pipeline_lib.training.trainer import autocast_in_training_only, training_arguments
-
-    model = load_classifier(resolve_model_source("default"), ["negative", "neutral", "positive"])
-    ids = torch.tensor([[101, 2204, 102]])
-    both = training_arguments(load_config(None, ["train.precision=bf16"]), RunDir(tmp_path / "a"), "bf16", "cpu")
-    assert both.bf16  # the default: transformers autocasts training and validation alike
-    cfg = load_config(None, ["train.precision=bf16", "train.eval_precision=fp32"])
-    args = training_arguments(cfg, RunDir(tmp_path / "b"), "bf16", "cpu")
-    assert not args.bf16
-    trainer = autocast_in_training_only(Trainer(model=model, args=args, eval_dataset=[{"input_ids": ids[0]}]), "cpu")
-    dtypes = {}
-    for mode in ("train", "eval"):
-        getattr(trainer.model, mode)()
-        with trainer.compute_loss_context_manager(), torch.no_grad():
-            dtypes[mode] = trainer.model(input_ids=ids).logits.dtype
-    assert dtypes == {"train": torch.bfloat16, "eval": torch.float32}
