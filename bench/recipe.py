@@ -97,9 +97,9 @@ DATASETS = {
     ),
 }
 
-# One change at a time from the default recipe (name: --set overrides). `auto` trains in bf16 only where the CPU or
-# GPU has bf16 instructions (the machine line says which). Elsewhere the bf16 row is emulated: its quality would be
-# bf16 training's, but on 2 AVX2 cores one AllAgree epoch took over 6 min (40 s in fp32), so it was not run there.
+# One change at a time from the default recipe (name: --set overrides). `auto` trains in fp32 on CPUs (bf16 on a GPU
+# that has it). The bf16 rows run natively on a CPU with AMX / AVX-512 BF16 (the `_bf16` sections); elsewhere bf16 is
+# emulated: on 2 AVX2 cores one AllAgree epoch took over 6 min (40 s in fp32), so they were not run there.
 ABLATIONS: dict[str, list[str]] = {
     "fp32": ["train.precision=fp32"],
     "bf16 autocast": ["train.precision=bf16"],
@@ -380,20 +380,15 @@ def table_row(name: str, outcomes: list[Outcome], plain_seconds: float | None) -
     )
 
 
-def trained_in(overrides: list[str]) -> str:
-    """The precision the default trains in on this machine (`auto`: bf16 where the hardware has it), under
-    `overrides`: a bf16-trained default is another recipe than an fp32 one, so its figures get sections of their own
-    (`_bf16`) and the other machine's sections stay in place."""
-    from pipeline_lib.hardware import detect, resolve_precision
+def section_name(base: str) -> tuple[str, str]:
+    """The section of a run on this machine and the words its title adds: a CPU with bf16 instructions (AMX /
+    AVX-512 BF16) has sections of its own (`_bf16`, where the bf16 rows run natively), so that a run there leaves the
+    other machines' tables in place."""
+    from pipeline_lib.hardware import detect
 
-    asked = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("train.precision=")), "auto")
-    return resolve_precision(asked, detect())
-
-
-def section_name(base: str, overrides: list[str]) -> tuple[str, str]:
-    """The section of a run (`base`, or `base_bf16` where the default trains in bf16) and the words its title adds."""
-    if trained_in(overrides) == "bf16":
-        return f"{base}_bf16", ", default trained in bf16"
+    capability = detect()
+    if capability.device == "cpu" and capability.bf16:
+        return f"{base}_bf16", ", on a CPU with bf16 instructions"
     return base, ""
 
 
@@ -423,7 +418,7 @@ def speed_check(datasets: list[str], seeds: list[int], overrides: list[str]) -> 
         figures.append(
             f"{spec.title}: {plain_s / steps_s:.2f}x ({per_seed}) steps only, {plain_whole / ours_whole:.2f}x whole"
         )
-    name, words = section_name("recipe_speed", overrides)
+    name, words = section_name("recipe_speed")
     body = (
         f"## Training speed against the plain loop, interleaved in one run{words} (issue 30)\n\n"
         "One epoch of the plain loop, then one epoch of `tunepipe`'s default (train.epochs=1), per seed, alternating "
@@ -462,9 +457,7 @@ def main() -> None:
 
     for dataset in args.datasets:
         spec = DATASETS[dataset]
-        kept, earlier = (
-            kept_rows(section_name(f"recipe_{dataset}", args.overrides)[0], args.seeds) if args.keep_rows else ({}, "")
-        )
+        kept, earlier = kept_rows(section_name(f"recipe_{dataset}")[0], args.seeds) if args.keep_rows else ({}, "")
         with tempfile.TemporaryDirectory(prefix="tunepipe-recipe-") as tmp:
             splits = split_files(spec, Path(tmp), args.max_rows, args.overrides)
             frame = pd.read_json(splits, lines=True) if spec.tagged else pd.read_parquet(splits)
@@ -529,7 +522,7 @@ def write_dataset_section(
     smoke = f" Smoke run on every k-th row ({args.max_rows} rows): not comparable." if args.max_rows else ""
     title, metric = spec.title, "entity F1" if spec.tagged else "macro-F1"
     kept = f"\n\nRows kept from earlier runs: {earlier}" if earlier else ""
-    name, words = section_name(f"recipe_{dataset}", args.overrides)
+    name, words = section_name(f"recipe_{dataset}")
     body = (
         f"## Default recipe against the plain loop, {title}{words} (issue 30)\n\n"
         f"Same split files for every row ({spec.split}; train/val/test {rows_per_split.get('train')}/"

@@ -19,9 +19,11 @@ def test_auto_resolves_to_fp32_without_bf16_hardware():
     assert resolve_precision("auto", cap(bf16=False)) == "fp32"
 
 
-def test_auto_resolves_to_bf16_with_bf16_hardware():
-    assert resolve_precision("auto", cap(bf16=True)) == "bf16"
+def test_auto_resolves_to_bf16_on_a_bf16_gpu_and_to_fp32_on_every_cpu():
     assert resolve_precision("auto", cap(device="cuda", bf16=True)) == "bf16"
+    assert resolve_precision("auto", cap(device="cuda", bf16=False)) == "fp32"
+    assert resolve_precision("auto", cap(bf16=True)) == "fp32"  # AMX / AVX-512 BF16: opt in with bf16
+    assert resolve_precision("bf16", cap(bf16=True)) == "bf16"
 
 
 def test_explicit_precision_is_kept_and_fp16_needs_cuda():

@@ -125,7 +125,8 @@ def test_precision_is_the_runs_where_the_hardware_has_it(tmp_path: Path) -> None
     summary.write_text(json.dumps({"precision": "bf16"}))
     assert inference_settings("auto", train_summary=summary, capability=cpu(bf16=True)).precision == "bf16"
     assert inference_settings("auto", train_summary=summary, capability=cpu(bf16=False)).precision == "fp32"
-    assert inference_settings("auto", capability=cpu(bf16=True)).precision == "bf16"  # no summary: resolved
+    assert inference_settings("auto", capability=cpu(bf16=True)).precision == "fp32"  # no summary: auto, a CPU
+    assert inference_settings("bf16", capability=cpu(bf16=True)).precision == "bf16"
     assert inference_settings("auto", capability=cpu(bf16=False)).precision == "fp32"
     assert inference_settings("bf16", capability=cpu(bf16=False)).precision == "fp32"  # emulated: not worth it
     settings = inference_settings("auto", num_threads=None, capability=cpu(cores=7))
