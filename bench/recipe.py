@@ -380,14 +380,18 @@ def table_row(name: str, outcomes: list[Outcome], plain_seconds: float | None) -
     )
 
 
-def section_name(base: str) -> tuple[str, str]:
-    """The section of a run on this machine and the words its title adds: a CPU with bf16 instructions (AMX /
-    AVX-512 BF16) has sections of its own (`_bf16`, where the bf16 rows run natively), so that a run there leaves the
-    other machines' tables in place."""
+def bf16_cpu() -> bool:
+    """Whether this machine is a CPU with bf16 instructions (AMX / AVX-512 BF16), where the bf16 rows run natively."""
     from pipeline_lib.hardware import detect
 
     capability = detect()
-    if capability.device == "cpu" and capability.bf16:
+    return capability.device == "cpu" and capability.bf16
+
+
+def section_name(base: str) -> tuple[str, str]:
+    """The section of a run on this machine and the words its title adds: a CPU with bf16 instructions has sections
+    of its own (`_bf16`), so that a run there leaves the other machines' tables in place."""
+    if bf16_cpu():
         return f"{base}_bf16", ", on a CPU with bf16 instructions"
     return base, ""
 
@@ -457,7 +461,7 @@ def main() -> None:
 
     for dataset in args.datasets:
         spec = DATASETS[dataset]
-        kept, earlier = kept_rows(section_name(f"recipe_{dataset}")[0], args.seeds) if args.keep_rows else ({}, "")
+        kept, earlier = kept_rows(dataset, args.seeds) if args.keep_rows else ({}, "")
         with tempfile.TemporaryDirectory(prefix="tunepipe-recipe-") as tmp:
             splits = split_files(spec, Path(tmp), args.max_rows, args.overrides)
             frame = pd.read_json(splits, lines=True) if spec.tagged else pd.read_parquet(splits)
@@ -478,10 +482,11 @@ def main() -> None:
         write_dataset_section(dataset, rows_per_split, rows, args, earlier, default_kept=DEFAULT in kept)
 
 
-def kept_rows(section: str, seeds: list[int]) -> tuple[dict[str, str], str]:
-    """The table rows of a dataset's section in bench/RESULTS.md, by recipe, and the line of the run that measured
+def kept_rows(dataset: str, seeds: list[int]) -> tuple[dict[str, str], str]:
+    """The table rows of the dataset's section on this kind of machine in bench/RESULTS.md, by recipe, and the line of the run that measured
     them; nothing when the section is missing or used other seeds."""
     text = RESULTS.read_text() if RESULTS.exists() else ""
+    section = section_name(f"recipe_{dataset}")[0]
     for match in BLOCK.finditer(text):
         body = match.group("body")
         if match.group("name") != section or f"seeds {seeds} " not in body:

@@ -33,6 +33,7 @@ def results_file(monkeypatch, tmp_path: Path) -> Path:
     monkeypatch.setattr(_results, "HISTORY", tmp_path / "history")
     monkeypatch.setattr(recipe, "machine", lambda: "test machine")
     monkeypatch.setattr(_results, "commit", lambda: "abc1234")
+    monkeypatch.setattr(recipe, "bf16_cpu", lambda: False)  # the sections of a CPU without bf16 (see the bf16 test)
     return results
 
 
@@ -70,6 +71,28 @@ def test_a_later_run_keeps_the_rows_and_adds_its_own(monkeypatch, tmp_path: Path
     summary = [line for line in text.splitlines() if line.startswith("| Default recipe vs the plain loop, FPB 50agree")]
     assert len(summary) == 1 and "default test macro-F1 0.8100 vs plain 0.8200" in summary[0]
     assert "1.77x its speed (2.00x counting optimizer steps only, as the plain loop is timed) (2 seeds)" in summary[0]
+
+
+def test_a_cpu_with_bf16_writes_and_keeps_sections_of_its_own(monkeypatch, tmp_path: Path):
+    """On a CPU with AMX / AVX-512 BF16 the same dataset gets a `_bf16` section, its own question in the summary; the
+    section of a CPU without bf16 stays as it was, and each machine keeps only its own rows."""
+    results = results_file(monkeypatch, tmp_path)
+    split_rows = {"train": 80, "validation": 10, "test": 10}
+    plain = recipe.table_row(recipe.PLAIN, [outcome(0.80, 0.84, 0.85, 780.0)] * 2, None)
+    slow = recipe.table_row(recipe.DEFAULT, [outcome(0.81, 0.81, 0.83, 440.0, 389.0)] * 2, 780.0)
+    recipe.write_dataset_section("50agree", split_rows, {recipe.PLAIN: plain, recipe.DEFAULT: slow}, args([1, 2]), "")
+    monkeypatch.setattr(recipe, "bf16_cpu", lambda: True)
+    assert recipe.kept_rows("50agree", [1, 2]) == ({}, "")  # the other machine's rows are not this one's
+    fast = recipe.table_row(recipe.DEFAULT, [outcome(0.82, 0.85, 0.86, 390.0, 360.0)] * 2, 780.0)
+    recipe.write_dataset_section("50agree", split_rows, {recipe.PLAIN: plain, recipe.DEFAULT: fast}, args([1, 2]), "")
+    text = results.read_text()
+    assert "<!-- recipe_50agree:start -->" in text and "<!-- recipe_50agree_bf16:start -->" in text
+    assert "## Default recipe against the plain loop, FPB 50agree, on a CPU with bf16 instructions (issue 30)" in text
+    assert not (tmp_path / "history").exists()  # nothing replaced
+    summary = [line for line in text.splitlines() if line.startswith("| Default recipe vs the plain loop, FPB 50")]
+    assert [line.rsplit("| `", 1)[1] for line in summary] == ["recipe_50agree` |", "recipe_50agree_bf16` |"]
+    assert list(recipe.kept_rows("50agree", [1, 2])[0]) == [recipe.PLAIN, recipe.DEFAULT]
+    assert recipe.row_means(recipe.kept_rows("50agree", [1, 2])[0][recipe.DEFAULT])[3] == 390.0
 
 
 def test_a_row_from_before_the_steps_only_columns_reads_as_not_measured():
