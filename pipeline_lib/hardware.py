@@ -118,8 +118,8 @@ def emulated_precision_warning(precision: str, capability: Capability) -> str | 
 def resolve_precision(requested: str, capability: Capability) -> str:
     """`auto` → bf16 on a GPU that runs it natively, fp32 on every CPU; explicit choices are checked.
 
-    fp32 on CPUs with bf16 too (AMX / AVX-512 BF16): there bf16 trains 1.7x faster, but on the same split files over 3
-    seeds it scored test macro-F1 0.9273 against fp32's 0.9308 on FPB AllAgree (validation 0.9311 against 0.9320;
+    fp32 on CPUs with bf16 too (AMX / AVX-512 BF16): there bf16 trains 1.5-1.7x faster, but on the same split files
+    over 3 seeds it scored test macro-F1 0.9273 against fp32's 0.9308 on FPB AllAgree (validation 0.9311 against 0.9320;
     50Agree: 0.8274 against 0.8244, validation 0.8191 against 0.8190), and fp32 already trains at 2.1x the plain loop's
     speed there (bench/RESULTS.md recipe_allagree_bf16, recipe_50agree_bf16). `train.precision=bf16` opts in."""
     if requested == "auto":
