@@ -95,6 +95,11 @@ class RunDir:
     def export_summary(self) -> Path:
         return self.root / "export" / "summary.json"
 
+    @property
+    def export_scored(self) -> Path:
+        """The served graph's logits on the test rows the export step scored (for evaluate: `runtime.scored_rows`)."""
+        return self.root / "export" / "served_test_logits.npz"
+
     # gate
     @property
     def gate_verdicts(self) -> Path:

@@ -70,7 +70,10 @@ def split_of_key(key: str, split_cfg: SplitConfig) -> str:
 
 
 def _by_key_hash(df: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.DataFrame]:
-    keys = df["text"].map(lambda text: text_key("" if pd.isna(text) else text))
+    if "key" in df.columns:  # the validate step keyed every row already (None where the text is missing)
+        keys = df["key"].where(df["key"].notna(), "")
+    else:
+        keys = df["text"].map(lambda text: text_key("" if pd.isna(text) else text))
     names = keys.map(lambda key: split_of_key(key, cfg))
     return {name: df[names == name] for name in SPLITS}
 

@@ -32,6 +32,7 @@ from pipeline_lib.runtime.onnx_export import (
 )
 from pipeline_lib.runtime.predictor import INT8_FILE, META_FILE, ONNX_FILE, STATIC_INT8_FILE, OnnxPredictor
 from pipeline_lib.runtime.quantization import quantize_dynamic_int8, quantize_static_int8
+from pipeline_lib.runtime.scored_rows import ScoredRows
 from pipeline_lib.task_types import task_for
 from pipeline_lib.task_types.classification import read_test_split, task_metric
 
@@ -89,19 +90,23 @@ def export(cfg: PipelineConfig, run: RunDir) -> ExportResult:
         parity = task.parity(model, OnnxPredictor.from_dir(staged), run, labels, metric_name, rows)
         fp32_logits = parity.pop("onnx_logits", None)  # reused to judge the int8 candidates
         torch_logits = parity.pop("torch_logits", None)
-        int8 = None
+        int8 = int8_rows = None
         if cfg.export.quantize_int8:
             quantize_dynamic_int8(staged / ONNX_FILE, staged / INT8_FILE)
             int8_predictor = OnnxPredictor.from_dir(staged, graph=INT8_FILE)
             int8_parity = task.parity(model, int8_predictor, run, labels, metric_name, rows)
-            int8_parity.pop("onnx_logits", None)
+            int8_rows = int8_parity.pop("onnx_logits", None)
             int8_parity.pop("torch_logits", None)
             int8 = int8_summary(int8_parity, staged / INT8_FILE)
-        runtime = None
-        if cfg.export.select_runtime:
-            runtime = choose_runtime(cfg, staged, run, model, tokenizer, rows, fp32_logits, torch_logits)
+        runtime, served = None, None
+        if cfg.export.select_runtime and cfg.task == "sequence_classification":
+            scored = Scored(rows, fp32_logits, torch_logits, int8_rows)
+            runtime, served = choose_runtime(cfg, staged, run, model, tokenizer, scored)
         run.export_summary.unlink(missing_ok=True)
+        run.export_scored.unlink(missing_ok=True)
         publish_dir(staged, run.onnx_dir)
+    if served is not None:  # the served graph's logits on the rows scored here: evaluate scores only the rest
+        served.save(run.export_scored, run.onnx_dir / runtime["graph"], run.split_file("test"))
     onnx_path = run.onnx_dir / ONNX_FILE
     result = ExportResult(
         onnx_path=str(onnx_path),
@@ -117,6 +122,17 @@ def export(cfg: PipelineConfig, run: RunDir) -> ExportResult:
     return result
 
 
+@dataclass
+class Scored:
+    """What the parity already scored on its sample of test rows: the fp32 graph's and PyTorch's logits (and the
+    dynamic int8 graph's, with `export.quantize_int8`), reused by the runtime choice instead of scored again."""
+
+    rows: np.ndarray
+    fp32: np.ndarray
+    torch: np.ndarray
+    int8: np.ndarray | None = None
+
+
 def test_rows(run: RunDir) -> int:
     """How many rows the run's test split has (read from the parquet footer)."""
     import pyarrow.parquet as pq
@@ -125,99 +141,99 @@ def test_rows(run: RunDir) -> int:
 
 
 def choose_runtime(
-    cfg: PipelineConfig,
-    staged: Path,
-    run: RunDir,
-    model: Any,
-    tokenizer: Any,
-    parity_rows: np.ndarray,
-    fp32_logits: np.ndarray,
-    torch_logits: np.ndarray,
-) -> dict[str, Any] | None:
-    """Build the int8 candidates (dynamic, and static QDQ calibrated on training sentences) where the CPU has int8
-    dot-product instructions, judge them against the fp32 graph and time every graph on a fixed seeded sample of the
-    test split (`export.candidate_rows`), then check a chosen int8 graph on the whole split (classification only).
-    Without int8 candidates the fp32 graph is the only one: it is judged on the parity rows, against PyTorch, with
-    the parity's logits (`fp32_logits`, `torch_logits`). Quantized graphs that are neither served nor asked for are
-    deleted.
+    cfg: PipelineConfig, staged: Path, run: RunDir, model: Any, tokenizer: Any, parity: Scored
+) -> tuple[dict[str, Any], ScoredRows | None]:
+    """Build the int8 candidates where the CPU has int8 dot-product instructions (dynamic; static QDQ calibrated on
+    training sentences only when dynamic can serve, `selection.STATIC_NEEDS_DYNAMIC`, or `export.benchmark`), judge
+    them against the fp32 graph and time the eligible ones on a fixed seeded sample of the test split
+    (`export.candidate_rows`), then check a chosen int8 graph on the whole split. Without int8 candidates the fp32
+    graph is the only one: it is judged on the parity rows, against PyTorch, with the parity's logits. Every graph
+    scores each test row at most once (`ScoredRows`: the parity sample lies inside the candidates'); the served
+    graph's scored rows are returned for the evaluate step. Quantized graphs neither served nor asked for are deleted.
 
     The candidates and their table are kept in the store under a key of the fp32 graph's bytes, the sampled test
     rows, the settings and the machine, so an export of the same weights on the same machine (a gates-only config
-    change re-runs export) reuses them instead of quantizing and timing again."""
-    if cfg.task != "sequence_classification":
-        return None
+    change re-runs export) reuses them instead of quantizing and timing again (then nothing is returned to reuse)."""
     labels = model_labels(model, cfg.data.label_names)
     texts, y_true = read_test_split(run, labels)
     skipped = selection.int8_skip_reason()
-    rows = parity_rows if skipped else selection.candidate_sample(len(texts), cfg.export.candidate_rows, cfg.train.seed)
+    rows = parity.rows if skipped else selection.candidate_sample(len(texts), cfg.export.candidate_rows, cfg.train.seed)
     sample = [texts[i] for i in rows]
     cache = runtime_cache(cfg, staged / ONNX_FILE, sample)
     if (cache / "table.json").is_file():
-        return reuse_runtime(cfg, cache, staged)
+        return reuse_runtime(cfg, cache, staged), None
     metric = cfg.gates.compare_metric
     fp32 = OnnxPredictor.from_dir(staged, graph=ONNX_FILE, cpu_only=True)
+    scores = {ONNX_FILE: ScoredRows(fp32.logits, texts)}
+    scores[ONNX_FILE].add(parity.rows, parity.fp32)
+    fp32_sample = scores[ONNX_FILE].logits(rows)
     if skipped is None:  # the int8 candidates are judged against the fp32 graph (PyTorch's equal by the parity)
-        fp32_sample = fp32.logits(sample)
         reference, fp32_agreement = fp32_sample, 1.0
     else:
-        fp32_sample, reference = fp32_logits, torch_logits
+        reference = parity.torch
         fp32_agreement = float((fp32_sample.argmax(-1) == reference.argmax(-1)).mean())
     fp32_labels = fp32_sample.argmax(-1)
+    metric_reference = task_metric(y_true[rows], reference, labels, metric)
     fp32_metric = task_metric(y_true[rows], fp32_sample, labels, metric)
     candidates = {"onnxruntime-fp32": (ONNX_FILE, fp32_metric, fp32_agreement)}
+    not_built = {}
     if skipped is None:
         if not (staged / INT8_FILE).is_file():
             quantize_dynamic_int8(staged / ONNX_FILE, staged / INT8_FILE)
-        calibration = calibration_batches(run, fp32, cfg.export.calibration_sentences, cfg.train.seed)
-        if calibration:
-            quantize_static_int8(staged / ONNX_FILE, staged / STATIC_INT8_FILE, calibration)
         for name, graph in (("onnxruntime-int8-dynamic", INT8_FILE), ("onnxruntime-int8-static", STATIC_INT8_FILE)):
-            if (staged / graph).is_file():
-                logits = OnnxPredictor.from_dir(staged, graph=graph, cpu_only=True).logits(sample)
-                agreement = float((logits.argmax(-1) == fp32_labels).mean())
-                candidates[name] = (graph, task_metric(y_true[rows], logits, labels, metric), agreement)
-    metric_reference = task_metric(y_true[rows], reference, labels, metric)
+            if graph == STATIC_INT8_FILE:
+                dynamic_passed = selection.eligible(cfg, *candidates["onnxruntime-int8-dynamic"][1:], metric_reference)
+                if not (dynamic_passed or cfg.export.benchmark):
+                    not_built[name] = selection.STATIC_NEEDS_DYNAMIC
+                    continue
+                calibration = calibration_batches(run, fp32, cfg.export.calibration_sentences, cfg.train.seed)
+                if not calibration:
+                    continue
+                quantize_static_int8(staged / ONNX_FILE, staged / STATIC_INT8_FILE, calibration)
+            scores[graph] = ScoredRows(OnnxPredictor.from_dir(staged, graph=graph, cpu_only=True).logits, texts)
+            if graph == INT8_FILE and parity.int8 is not None:
+                scores[graph].add(parity.rows, parity.int8)
+            logits = scores[graph].logits(rows)
+            agreement = float((logits.argmax(-1) == fp32_labels).mean())
+            candidates[name] = (graph, task_metric(y_true[rows], logits, labels, metric), agreement)
     table = selection.select(cfg, staged, candidates, sample, metric_reference, model, tokenizer)
     table["sample"] = {"rows": len(rows), "of": len(texts), "seed": cfg.train.seed}
     table["reference"] = "pytorch" if skipped else "onnxruntime-fp32 (PyTorch's equal on the parity rows)"
+    table["not_timed"].update(not_built)
     if skipped is not None:
         table["not_timed"].update({name: skipped for name in selection.INT8_CANDIDATES})
     if table["graph"] != ONNX_FILE:
-        table = verify_on_full_split(cfg, staged, table, texts, y_true, labels, fp32)
+        table = verify_on_full_split(cfg, staged, table, y_true, labels, scores)
     store_runtime(cache, staged, table)
     keep = {ONNX_FILE, table["graph"], *([INT8_FILE] if cfg.export.quantize_int8 else [])}
     for graph, *_ in candidates.values():
         if graph not in keep:
             (staged / graph).unlink()
-    return table
+    return table, scores[table["graph"]]
 
 
 def verify_on_full_split(
     cfg: PipelineConfig,
     staged: Path,
     table: dict[str, Any],
-    texts: list[str],
     y_true: np.ndarray,
     labels: list[str],
-    fp32: OnnxPredictor,
+    scores: dict[str, ScoredRows],
 ) -> dict[str, Any]:
     """A chosen quantized graph on the whole test split: within the metric budget of the fp32 graph's figure there
     (PyTorch's, by the parity gate) and agreeing with it at least `runtime_min_agreement`, or the fp32 graph is
-    served instead. (The fp32 graph needs no such check: it is the reference, and evaluate scores every row with
-    whichever graph is served.)"""
+    served instead. Rows already scored on the candidates' sample are not scored again. (The fp32 graph needs no
+    such check: it is the reference, and evaluate scores every row with whichever graph is served.)"""
     metric = cfg.gates.compare_metric
-    fp32_full = fp32.logits(texts)
-    logits = OnnxPredictor.from_dir(staged, graph=table["graph"], cpu_only=True).logits(texts)
+    fp32_full = scores[ONNX_FILE].logits()
+    logits = scores[table["graph"]].logits()
     metric_fp32 = task_metric(y_true, fp32_full, labels, metric)
     figures = {
         "metric": task_metric(y_true, logits, labels, metric),
         "agreement": float((logits.argmax(-1) == fp32_full.argmax(-1)).mean()),
     }
-    passed = (
-        figures["metric"] >= metric_fp32 - cfg.export.runtime_metric_budget
-        and figures["agreement"] >= cfg.export.runtime_min_agreement
-    )
-    check = {"runtime": table["chosen"], "rows": len(texts), "metric_fp32": round(metric_fp32, 6), "passed": passed}
+    passed = selection.eligible(cfg, figures["metric"], figures["agreement"], metric_fp32)
+    check = {"runtime": table["chosen"], "rows": len(y_true), "metric_fp32": round(metric_fp32, 6), "passed": passed}
     check.update({key: round(value, 6) for key, value in figures.items()})
     table = {**table, "full_split": check}
     if not passed:

@@ -85,11 +85,16 @@ class SequenceClassification:
         cfg: PipelineConfig,
         settings: InferenceSettings | None = None,
         predictor: Any = None,
+        logits: np.ndarray | None = None,
     ) -> tuple[dict[str, Any], np.ndarray]:
-        """Full metrics (with `confusion_matrix`) and the logits saved beside them: the served ONNX graph's when
-        `predictor` is given (what the export step chose), else PyTorch's at `settings`."""
+        """Full metrics (with `confusion_matrix`) and the logits saved beside them: `logits` when given (one row per
+        text of `frame`, already computed), the served ONNX graph's when `predictor` is given (what the export step
+        chose), else PyTorch's at `settings`."""
         texts = list(frame["text"].astype(str))
-        if predictor is not None:
+        if logits is not None:
+            if len(logits) != len(texts):
+                raise ValueError(f"{len(logits)} rows of logits for {len(texts)} test texts")
+        elif predictor is not None:
             logits = predictor.logits(texts)
         else:
             logits = torch_logits(model_dir, texts, cfg.model.max_length, output=cfg.output, settings=settings)

@@ -204,3 +204,28 @@ def test_yaml_off_and_on_mean_what_they_say(tmp_path: Path) -> None:
     assert load_config(config).data.label_issues == "off"  # YAML 1.1 reads a bare off as false
     assert load_config(config, ["data.label_issues=on"]).data.label_issues == "warn"
     assert load_config(config, ["data.label_issues=drop"]).data.label_issues == "drop"
+
+
+def test_bf16_embeddings_match_fp32_and_keep_a_bank_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a CPU with bf16 hardware the bank is embedded in bf16 (about 2x faster on AMX): the same vectors to 3
+    decimals of cosine, in a bank of its own, so fp32 and bf16 vectors never mix."""
+    texts = ["Operating profit rose to EUR 13.1 mn.", "The company will cut 120 jobs.", "The meeting is on Tuesday."]
+    source = resolve_model_source("default")
+    fp32 = label_issues.embed(texts, source, precision="fp32")
+    bf16 = label_issues.embed(texts, source, precision="bf16")
+    assert fp32.dtype == bf16.dtype == np.float32 and fp32.shape == bf16.shape
+    halves = fp32.shape[1] // 2  # middle layer and last layer, each L2-normalised
+    for part in (slice(0, halves), slice(halves, None)):
+        assert (fp32[:, part] * bf16[:, part]).sum(1).min() > 0.999
+    assert not np.array_equal(fp32, bf16)
+
+    banks = tmp_path / "cache" / "embeddings"
+    for precision in ("fp32", "bf16"):
+        monkeypatch.setattr(label_issues, "embedding_precision", lambda p=precision: p)
+        vectors, has, cached = label_issues.cached_embeddings(texts, source, tmp_path / "cache")
+        assert has.all() and cached == 0  # each precision embeds into its own bank
+        np.testing.assert_allclose(vectors, fp32 if precision == "fp32" else bf16, atol=1e-6)
+    assert len(list(banks.glob("*.npz"))) == 2
+    assert label_issues.encoder_key(source, 128) == label_issues.encoder_key(source, 128, "fp32")  # kept as it was

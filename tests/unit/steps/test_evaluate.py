@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from pipeline_lib import hardware
 from pipeline_lib.config import PipelineConfig
 from pipeline_lib.hardware import Capability
 from pipeline_lib.layout import RunDir, read_json
@@ -95,29 +96,61 @@ def test_evaluate_step_metrics_equal_the_naive_path(trained: RunDir) -> None:
     assert read_json(trained.predictions_info)["runtime"] == "pytorch"
 
 
-def test_after_export_the_split_is_scored_once_through_the_served_graph(tmp_path: Path) -> None:
+@pytest.mark.parametrize("int8_cpu", [False, True])
+def test_after_export_the_split_is_scored_once_through_the_served_graph(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, int8_cpu: bool
+) -> None:
     """The flow's order: export checks PyTorch against ONNX on a seeded sample, then evaluate scores every test row
-    through the graph export chose, and nothing through PyTorch again: same metrics as PyTorch's on every row."""
+    through the graph export chose, and nothing through PyTorch again: same metrics as PyTorch's on every row. The
+    rows the export step already scored with the served graph are not scored again."""
+    flags = {"avx2", "avx512_vnni"} if int8_cpu else {"avx2"}  # int8 candidates are built only with VNNI
+    monkeypatch.setattr(hardware, "cpu_flags", lambda *_: frozenset(flags))
     run = make_trained_run(tmp_path / "run")
     frame = pd.read_parquet(run.split_file("test"))
-    more = pd.concat([frame.assign(text=frame["text"] + f" (note {i})") for i in range(4)], ignore_index=True)
+    more = pd.concat([frame.assign(text=frame["text"] + f" (note {i})") for i in range(6)], ignore_index=True)
     more.to_parquet(run.split_file("test"))
     cfg = PipelineConfig.model_validate(
-        {"data": {"labels": LABELS}, "train": {"precision": "fp32"}, "export": {"parity_rows": 32}}
+        {
+            "data": {"labels": LABELS},
+            "train": {"precision": "fp32"},
+            "export": {"parity_rows": 32, "candidate_rows": 50, "runtime_timing_sentences": 8},
+            "paths": {"store": str(tmp_path / "store")},
+        }
     )
     exported = export(cfg, run)
     assert (exported.n, exported.of) == (32, len(more))  # parity: the same 32 seeded rows through both
+    table = exported.runtime
+    # the served graph's rows scored by export: the parity's (no int8 here), the candidates' sample, or all of them
+    # when an int8 graph won the sample and was checked on the whole split
+    expected = len(more) if "full_split" in table else 50 if int8_cpu else 32
+    assert table["sample"]["rows"] == (50 if int8_cpu else 32)
+
+    scored: list[int] = []
+    real = OnnxPredictor.logits
+    monkeypatch.setattr(OnnxPredictor, "logits", lambda self, texts, *a: scored.append(len(texts)) or real(self, texts))
     result = evaluate(cfg, run)
-    served = OnnxPredictor.from_dir(run.onnx_dir).logits(list(more["text"]))
-    np.testing.assert_array_equal(np.load(run.predictions), served)  # what is served is what was scored
-    reference = naive_logits(run.model_dir, list(more["text"]))
-    np.testing.assert_allclose(served, reference, atol=1e-4)
-    y_true = np.array([LABELS.index(label) for label in more["label"]])
-    expected = flat_metrics(classification_metrics(y_true, reference.argmax(-1), LABELS))
-    assert result.metrics == pytest.approx(expected, abs=1e-9) and result.n == len(more)
     info = read_json(run.predictions_info)
+    assert info["rows_scored_by_export"] == expected and sum(scored) == len(more) - expected
+    monkeypatch.setattr(OnnxPredictor, "logits", real)
+    served = OnnxPredictor.from_dir(run.onnx_dir).logits(list(more["text"]))
+    np.testing.assert_allclose(np.load(run.predictions), served, atol=1e-5)  # what is served is what was scored
+    if info["runtime"] == "onnxruntime-fp32":
+        reference = naive_logits(run.model_dir, list(more["text"]))
+        np.testing.assert_allclose(served, reference, atol=1e-4)
+    else:
+        reference = served
+    y_true = np.array([LABELS.index(label) for label in more["label"]])
+    expected_metrics = flat_metrics(classification_metrics(y_true, reference.argmax(-1), LABELS))
+    assert result.metrics == pytest.approx(expected_metrics, abs=1e-9) and result.n == len(more)
     assert result.runtime == info["runtime"] == read_json(run.onnx_dir / "tunepipe.json")["runtime"]
-    assert result.precision == info["precision"] == "fp32"  # an fp32 graph (int8 only where it is served)
+    assert result.precision == info["precision"] == ("int8" if "int8" in info["runtime"] else "fp32")
+
+    # a re-exported graph (other bytes) or another split: the saved rows are not taken, every row is scored
+    more.iloc[::-1].to_parquet(run.split_file("test"))
+    scored.clear()
+    monkeypatch.setattr(OnnxPredictor, "logits", lambda self, texts, *a: scored.append(len(texts)) or real(self, texts))
+    evaluate(cfg, run)
+    assert read_json(run.predictions_info)["rows_scored_by_export"] == 0 and sum(scored) == len(more)
 
 
 def test_precision_is_the_runs_where_the_hardware_has_it(tmp_path: Path) -> None:
