@@ -18,7 +18,10 @@ KEY_VERSION = "nfkc-casefold-ws-v1"  # recorded in lineage; bump when `text_key`
 
 def text_key(text: str) -> str:
     """The key two texts share exactly when they are the same text."""
-    folded = unicodedata.normalize("NFKC", str(text))
+    text = str(text)
+    if text.isascii():  # NFKC leaves ASCII as it is, and ASCII has no format characters
+        return " ".join(text.casefold().split())
+    folded = unicodedata.normalize("NFKC", text)
     visible = "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
     return " ".join(visible.casefold().split())
 

@@ -4,6 +4,7 @@ characters, and U+FFFD replacement characters (bytes already lost). Found with f
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from functools import cache
 from typing import Any
@@ -13,6 +14,8 @@ import pandas as pd
 from pipeline_lib.data.failures import ValidationFailure, snippet
 
 KEEP_CONTROLS = {"\t", "\n", "\r"}
+# Unicode's control characters (category Cc: C0, DEL and C1) but tab and newlines
+CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 MAX_WARNINGS_PER_KIND = 1000  # a warning per damaged row up to this many; the rest is counted in the last one
 
 
@@ -33,15 +36,18 @@ def repair(text: str) -> str:
 
 
 def problems(text: str) -> list[str]:
-    """The kinds of damage in `text`: `text_mojibake`, `text_control_chars`, `text_replacement_char`."""
+    """The kinds of damage in `text`: `text_mojibake`, `text_control_chars`, `text_replacement_char`. ASCII text
+    (most rows of most datasets) can hold neither mojibake nor U+FFFD: only its control characters are looked for."""
+    found = []
+    if text.isascii():
+        return ["text_control_chars"] if CONTROL_CHARS.search(text) else found
     from ftfy.badness import is_bad
 
-    found = []
     if "\ufffd" in text:
         found.append("text_replacement_char")
     elif is_bad(text) and repair(text) != text:
         found.append("text_mojibake")
-    if any(ch not in KEEP_CONTROLS and unicodedata.category(ch) == "Cc" for ch in text):
+    if CONTROL_CHARS.search(text):
         found.append("text_control_chars")
     return found
 

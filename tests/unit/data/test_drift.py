@@ -59,3 +59,29 @@ def test_ner_profiles_compare_entity_types_and_lengths(core):
     assert old["entity_types"] == {"PER": 100, "LOC": 100} and sorted(set(old["entity_lengths"])) == [1, 2]
     found = {f.name: f for f in compare(old, new, DriftConfig())}
     assert found["entity_mix"].drifted and found["entity_length"].drifted and "label_mix" not in found
+
+
+def test_a_large_split_is_measured_on_a_seeded_sample_of_its_texts(core):
+    """Token lengths and the [UNK] rate of a split over `SAMPLE` rows come from a seeded sample of its texts (what
+    the KS test compares anyway); the vocabulary and the row count from all of them."""
+    from pipeline_lib.data import drift
+
+    calls: list[int] = []
+
+    class Counting:
+        def encode_batch(self, texts):
+            calls.append(len(texts))
+            return core.encode_batch(texts)
+
+        def token_to_id(self, token):
+            return core.token_to_id(token)
+
+    rows = drift.SAMPLE * 2 + 7
+    texts = [f"Net sales rose {i} % {'zorbular ' * (i % 5)}in quarter {i % 4}" for i in range(rows)]
+    big = frame(texts, ["positive", "negative"] * (rows // 2) + ["neutral"])
+    first, again = (profile(big, Counting(), "sequence_classification") for _ in range(2))
+    assert calls == [drift.SAMPLE, drift.SAMPLE] and first == again  # seeded: the same sample every time
+    assert first["rows"] == rows and len(first["token_lengths"]) == drift.SAMPLE
+    assert first["vocabulary"]["net"] == rows and str(rows - 1) in first["vocabulary"]  # every text's words
+    full = [len(e.ids) for e in core.encode_batch(texts)]
+    assert abs(sum(first["token_lengths"]) / drift.SAMPLE - sum(full) / rows) < 0.1  # an unbiased sample

@@ -37,3 +37,22 @@ def test_digests_and_unit_interval_are_stable() -> None:
     assert unit_interval("a b", 42) != unit_interval("a b", 43)
     values = [unit_interval(str(i), 0) for i in range(2000)]
     assert min(values) >= 0 and max(values) < 1 and abs(sum(values) / len(values) - 0.5) < 0.03
+
+
+def test_the_ascii_shortcut_gives_the_full_normalisation() -> None:
+    """ASCII texts skip NFKC and the format-character filter: the key must be the one the full path gives."""
+    import random
+    import unicodedata
+
+    def full(text: str) -> str:
+        folded = unicodedata.normalize("NFKC", text)
+        visible = "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
+        return " ".join(visible.casefold().split())
+
+    rng = random.Random(0)
+    alphabet = [chr(i) for i in range(128)]  # every ASCII character: controls, separators, letters, digits
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(2000)]
+    texts += ["Profit  ROSE\tto EUR 3.1 mn\x1c", "\x0b\x0c a \x1f b \x1e", ""]
+    assert all(text.isascii() for text in texts)
+    assert [text_key(text) for text in texts] == [full(text) for text in texts]
+    assert text_key("ＰＲＯＦＩＴ\u200b rose") == text_key("profit rose")  # not ASCII: the full path

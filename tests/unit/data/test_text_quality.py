@@ -42,3 +42,20 @@ def test_under_the_cap_nothing_is_folded(cap: int):
 def test_error_total_counts_folded_places(cap: int):
     warnings = text_warnings(frame([f"bad \ufffd {i}" for i in range(12)]), fixed=False)
     assert str(DataValidationError(warnings, "report.json")).startswith("data validation failed: 12 problem(s)")
+
+
+def test_control_characters_are_unicode_cc_but_tab_and_newlines() -> None:
+    """The control-character pattern matches exactly Unicode's Cc category less tab, LF and CR, and ASCII texts
+    (checked for controls only) are flagged as the full check flags them."""
+    import unicodedata
+
+    for code in range(0x110000):
+        ch = chr(code)
+        expected = unicodedata.category(ch) == "Cc" and ch not in text_quality.KEEP_CONTROLS
+        assert bool(text_quality.CONTROL_CHARS.fullmatch(ch)) == expected, hex(code)
+    assert text_quality.problems("Sales rose 5 %.\tSee note\r\n") == []
+    assert text_quality.problems("Sales\x00 rose\x7f") == ["text_control_chars"]
+    assert text_quality.problems("It\x85s") == ["text_mojibake", "text_control_chars"]  # cp1252's … read as C1
+    assert text_quality.problems("The company\u2019s profit") == []
+    assert text_quality.problems("The companyâ€™s profit") == ["text_mojibake"]
+    assert text_quality.problems("lost \ufffd byte") == ["text_replacement_char"]
