@@ -87,3 +87,15 @@ def test_publish_replaces_a_half_entry_and_fails_loudly_otherwise(tmp_path: Path
 
     with pytest.raises(OSError):
         publish_cache_entry(tmp_path / "never-written", tmp_path / "other", marker="done")
+
+
+def test_the_summary_counts_every_token_and_every_text_cut_at_max_length(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, ["paths.store=store", "data.labels=[negative, neutral, positive]", "model.max_length=8"])
+    result = tokenize.tokenize(cfg, validated_run(tmp_path / "run"))
+    data = tokenize.load_tokenized(RunDir(tmp_path / "run"))
+    for split in SPLITS:
+        lengths = [len(ids) for ids in data[split]["input_ids"]]
+        assert result.tokens[split] == sum(lengths) and result.rows[split] == len(lengths)
+        assert result.at_max_length[split] == sum(length == 8 for length in lengths)
+    assert result.at_max_length == {"train": 1, "validation": 0, "test": 1}  # the long ones, cut at 8 tokens
