@@ -20,3 +20,8 @@ def test_headline_rows_state_both_shares_and_the_target():
     assert "all but training 80.0 s = 32.0% of the train step (250 s)" in figure
     assert "without the label check 40.0 s = 16.0%" in figure
     assert target == "≤ 5% of the train step"
+    assert "own train step" not in figure  # no train summary: no second share
+
+    pipe.train_summary = {"seconds": 260.0}  # the pipeline's own train step, slower than the raw arm's this time
+    [(_, figure, _)] = overhead.headline_rows(results, data)
+    assert "against its own train step (260 s): 80.0 s = 30.8%" in figure
